@@ -1,0 +1,5 @@
+"""``python -m target_recotap``."""
+
+from target_recotap.target import TargetRecotap
+
+TargetRecotap.cli()

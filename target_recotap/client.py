@@ -1,0 +1,344 @@
+"""The Recotap HTTP client: auth, the response envelope, errors a caller can act on, retries.
+
+The API key is only ever placed in a request header; no message built here contains it.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import logging
+import random
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import requests
+import simplejson
+
+from target_recotap import __version__
+
+logger = logging.getLogger("target-recotap.client")
+
+RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+USER_AGENT = f"target-recotap/{__version__} python-requests/{requests.__version__}"
+
+
+class RecotapError(Exception):
+    """Base of every error the API or the connection to it can cause."""
+
+
+class AuthenticationFailed(RecotapError):
+    """401/403: the key is missing, wrong or revoked. Never retried."""
+
+
+class EndpointNotFound(RecotapError):
+    """404: almost always a wrong ``api_url``."""
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One row of a 400 answer: which property broke which rule."""
+
+    property: str
+    constraints: dict[str, str]
+
+    def __str__(self) -> str:
+        rules = "; ".join(self.constraints.values()) or "invalid"
+        return f"{self.property}: {rules}"
+
+
+class RequestRejected(RecotapError):
+    """400 (or another 4xx): the API refused the whole request; nothing was written."""
+
+    def __init__(self, message: str, status: int, violations: list[Violation]) -> None:
+        super().__init__(message)
+        self.status = status
+        self.violations = violations
+
+
+class PayloadTooLarge(RecotapError):
+    """413: the body was over the API's size limit; a smaller request may pass."""
+
+
+class PipelineConflict(RecotapError):
+    """409 on POST /deal-stages: some pipelines exist already, so nothing was created."""
+
+    def __init__(self, message: str, pipeline_ids: set[str]) -> None:
+        super().__init__(message)
+        self.pipeline_ids = pipeline_ids
+
+
+class RetriesExhausted(RecotapError):
+    """A retriable failure outlasted ``max_retries``."""
+
+
+class UnexpectedResponse(RecotapError):
+    """A status or body the contract does not describe."""
+
+
+class Stopped(RecotapError):
+    """The run is stopping (a signal arrived) and this request was not sent."""
+
+
+@dataclass
+class EndpointStats:
+    """What one endpoint cost: attempts sent, retries among them, seconds spent in requests."""
+
+    requests: int = 0
+    retries: int = 0
+    seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class Reply:
+    """A successful answer: the payload (envelope removed) and how many retries it took."""
+
+    data: dict[str, Any]
+    retries: int
+
+
+@dataclass
+class RetryPolicy:
+    """Exponential backoff with full jitter, honouring ``Retry-After``."""
+
+    max_retries: int = 8
+    initial_delay: float = 1.0
+    max_delay: float = 60.0
+    max_retry_after: float = 600.0
+    rng: random.Random = field(default_factory=random.Random)
+
+    def delay(self, retry: int, retry_after: str | None) -> float:
+        """Seconds to wait before retry number ``retry`` (1-based)."""
+        hinted = parse_retry_after(retry_after)
+        if hinted is not None:
+            return min(hinted, self.max_retry_after)
+        ceiling = min(self.max_delay, self.initial_delay * 2 ** (retry - 1))
+        return self.rng.uniform(ceiling / 2, ceiling)
+
+
+def parse_retry_after(value: str | None, now: float | None = None) -> float | None:
+    """``Retry-After`` in seconds, from either form (delta-seconds or an HTTP date)."""
+    if value is None or not value.strip():
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - (time.time() if now is None else now))
+
+
+class RecotapClient:
+    """Talks to one Recotap account: ``push_deals`` and ``push_pipelines``."""
+
+    def __init__(
+        self,
+        api_url: str,
+        api_key: str,
+        *,
+        timeout: float = 60.0,
+        retry: RetryPolicy | None = None,
+    ) -> None:
+        self.base_url = api_url.rstrip("/")
+        self.timeout = timeout
+        self.retry = retry or RetryPolicy()
+        self._session = requests.Session()
+        self._session.headers.update(
+            {
+                "X-Api-Key": api_key,
+                "Content-Type": "application/json",
+                "Accept": "application/json",
+                "User-Agent": USER_AGENT,
+            }
+        )
+        self._stopping = threading.Event()
+        self._stats_lock = threading.Lock()
+        self.stats: dict[str, EndpointStats] = {}
+
+    def push_deals(self, deals: list[dict[str, Any]]) -> Reply:
+        """Upsert up to 100 deals; per-deal outcomes are in ``reply.data["results"]``."""
+        return self.post("/deals", {"deals": deals})
+
+    def push_pipelines(self, pipelines: list[dict[str, Any]]) -> Reply:
+        """Create up to 20 pipelines; raises ``PipelineConflict`` naming the existing ones."""
+        try:
+            return self.post("/deal-stages", {"pipelines": pipelines})
+        except _Conflict as conflict:
+            sent = [p["pipelineId"] for p in pipelines]
+            ids = conflicting_pipeline_ids(conflict.custom_message, sent)
+            raise PipelineConflict(str(conflict), ids) from None
+
+    def stop(self) -> None:
+        """Make waiting retries give up at once and refuse new requests."""
+        self._stopping.set()
+
+    def close(self) -> None:
+        self._session.close()
+
+    def post(self, path: str, body: dict[str, Any]) -> Reply:
+        """POST a JSON body, retrying what may pass later; return the unwrapped payload."""
+        data = encode_json(body)
+        what = f"POST {path}"
+        retries = 0
+        while True:
+            if self._stopping.is_set():
+                raise Stopped(f"{what} not sent: the run is stopping")
+            started = time.monotonic()
+            try:
+                response = self._send(path, data)
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                failure, retry_after = _connection_failure(exc), None
+            else:
+                if response.status_code not in RETRIABLE_STATUSES:
+                    return Reply(self._payload(what, response), retries)
+                failure = f"{response.status_code} {_summary(response)}"
+                retry_after = response.headers.get("Retry-After")
+            finally:
+                self._count(path, time.monotonic() - started, is_retry=retries > 0)
+            if retries >= self.retry.max_retries:
+                raise RetriesExhausted(
+                    f"{what} failed {retries + 1} times, the last with {failure}; "
+                    "Recotap may be down or limiting requests: run again later "
+                    "(raise max_retries to wait longer)"
+                )
+            retries += 1
+            wait = self.retry.delay(retries, retry_after)
+            logger.warning(
+                "%s: %s; retry %d of %d in %.1f s",
+                what,
+                failure,
+                retries,
+                self.retry.max_retries,
+                wait,
+            )
+            if self._stopping.wait(wait):
+                raise Stopped(f"{what} abandoned after {failure}: the run is stopping")
+
+    def _send(self, path: str, data: bytes) -> requests.Response:
+        return self._session.post(self.base_url + path, data=data, timeout=self.timeout)
+
+    def _count(self, path: str, seconds: float, *, is_retry: bool) -> None:
+        with self._stats_lock:
+            stats = self.stats.setdefault(path, EndpointStats())
+            stats.requests += 1
+            stats.retries += is_retry
+            stats.seconds += seconds
+
+    def _payload(self, what: str, response: requests.Response) -> dict[str, Any]:
+        status = response.status_code
+        body = _json_or_none(response)
+        if 200 <= status < 300:
+            if not isinstance(body, dict):
+                raise UnexpectedResponse(f"{what} answered {status} without a JSON object")
+            return unwrap_envelope(body)
+        detail = _summary(response)
+        if status in (401, 403):
+            raise AuthenticationFailed(
+                f"Recotap refused the API key ({status} {detail}): check the api_key setting"
+            )
+        if status == 404:
+            raise EndpointNotFound(
+                f"{what} answered 404 ({detail}): check the api_url setting "
+                f"(now {self.base_url}; Recotap's is https://eapi.recotap.com/api/v1)"
+            )
+        if status == 409:
+            raise _Conflict(f"{what} answered 409: {detail}", _custom_message(body))
+        if status == 413:
+            raise PayloadTooLarge(f"{what} answered 413: the request body is too large")
+        if 400 <= status < 500:
+            violations = _violations(body)
+            listed = "; ".join(str(v) for v in violations) or detail
+            raise RequestRejected(f"{what} answered {status}: {listed}", status, violations)
+        raise UnexpectedResponse(f"{what} answered {status}: {detail}")
+
+
+class _Conflict(RecotapError):
+    def __init__(self, message: str, custom_message: str | None) -> None:
+        super().__init__(message)
+        self.custom_message = custom_message
+
+
+def unwrap_envelope(body: dict[str, Any]) -> dict[str, Any]:
+    """The payload under ``data``; a flat payload (seen once) is returned as it is."""
+    data = body.get("data")
+    if "statusCode" in body and isinstance(data, dict):
+        return data
+    return body
+
+
+_CONFLICT_PREFIX = "pipeline(s) already exist:"
+
+
+def conflicting_pipeline_ids(message: str | None, sent_ids: list[str]) -> set[str]:
+    """The IDs a 409 ``customMessage`` names, among those sent; empty if it cannot be read.
+
+    Both known forms are read: ``Pipeline(s) already exist: a, b`` and the same followed by a
+    sentence (``. Use the update endpoint ...``). Matching against the IDs that were sent
+    keeps IDs that contain dots or spaces whole.
+    """
+    if not message or not message.lower().startswith(_CONFLICT_PREFIX):
+        return set()
+    tokens = [token.strip() for token in message[len(_CONFLICT_PREFIX) :].split(",")]
+    found = {token for token in tokens if token in sent_ids}
+    last = tokens[-1]
+    if last not in found:
+        # The last ID carries the trailing sentence: take the longest sent ID it begins with.
+        heads = [i for i in sent_ids if last.startswith(i) and last[len(i) : len(i) + 1] == "."]
+        if heads:
+            found.add(max(heads, key=len))
+    return found
+
+
+def encode_json(body: dict[str, Any]) -> bytes:
+    """Compact UTF-8 JSON; Decimals are written exactly as they are."""
+    return simplejson.dumps(body, use_decimal=True, separators=(",", ":")).encode()
+
+
+def _json_or_none(response: requests.Response) -> Any:
+    try:
+        return response.json()
+    except ValueError:
+        return None
+
+
+def _custom_message(body: Any) -> str | None:
+    if isinstance(body, dict) and isinstance(body.get("customMessage"), str):
+        return str(body["customMessage"])
+    return None
+
+
+def _summary(response: requests.Response) -> str:
+    body = _json_or_none(response)
+    if isinstance(body, dict):
+        for key in ("customMessage", "message"):
+            if isinstance(body.get(key), str) and body[key]:
+                return str(body[key])
+    return response.reason or "no reason given"
+
+
+def _violations(body: Any) -> list[Violation]:
+    rows = body.get("data") if isinstance(body, dict) else None
+    if not isinstance(rows, list):
+        return []
+    violations = []
+    for row in rows:
+        if isinstance(row, dict):
+            constraints = row.get("constraints")
+            violations.append(
+                Violation(
+                    str(row.get("property", "?")),
+                    {str(k): str(v) for k, v in constraints.items()}
+                    if isinstance(constraints, dict)
+                    else {},
+                )
+            )
+    return violations
+
+
+def _connection_failure(exc: requests.RequestException) -> str:
+    if isinstance(exc, requests.Timeout):
+        return "a timeout"
+    return "a connection error (no response)"

@@ -1,0 +1,276 @@
+"""Turn tap records into Recotap request items.
+
+Pure functions only: no I/O, no state. A record that the API would refuse is reported with
+``InvalidRecord`` and a reason a person can act on; everything else becomes a body that holds
+exactly what the source said, with absent, null and empty values left out.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import math
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+JSONNumber = int | float | Decimal
+
+
+class InvalidRecord(ValueError):
+    """A record that cannot become a valid request item; the message says why."""
+
+
+# Recotap's own name first, then the snake_case twin a tap is likely to use.
+DEAL_STRING_FIELDS: tuple[tuple[str, str], ...] = (
+    ("externalDealId", "external_deal_id"),
+    ("name", "name"),
+    ("stageId", "stage_id"),
+    ("stageLabel", "stage_label"),
+    ("pipelineId", "pipeline_id"),
+    ("pipelineLabel", "pipeline_label"),
+    ("ownerName", "owner_name"),
+    ("ownerEmail", "owner_email"),
+    ("ownerId", "owner_id"),
+    ("dealCurrencyCode", "deal_currency_code"),
+)
+DEAL_DATE_FIELDS: tuple[tuple[str, str], ...] = (
+    ("startDate", "start_date"),
+    ("closedDate", "closed_date"),
+)
+ACCOUNT_FIELDS: tuple[tuple[str, str], ...] = (
+    ("externalId", "external_id"),
+    ("domain", "domain"),
+    ("name", "name"),
+)
+REQUIRED_DEAL_FIELDS = ("externalDealId", "name")
+
+# Close to class-validator's isEmail: one @, no spaces, a dotted domain with a real TLD.
+_EMAIL = re.compile(
+    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@"
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
+)
+_EPOCH_MS_DIGITS = re.compile(r"^-?\d{10,16}$")
+
+
+def is_empty(value: Any) -> bool:
+    """Whether a value counts as absent: None, or a string with nothing but white space."""
+    return value is None or (isinstance(value, str) and not value.strip())
+
+
+def pick(record: Mapping[str, Any], names: tuple[str, ...]) -> Any:
+    """The first non-empty value among ``names``, or None."""
+    for name in names:
+        value = record.get(name)
+        if not is_empty(value):
+            return value
+    return None
+
+
+def to_text(value: Any, field_name: str) -> str:
+    """A string field's value as a string: integer IDs become their digits."""
+    if isinstance(value, str):
+        return value
+    if isinstance(value, bool):
+        raise InvalidRecord(f"{field_name} must be a string, got a boolean")
+    if isinstance(value, int):
+        return str(value)
+    if isinstance(value, Decimal) and value.is_finite() and value == value.to_integral_value():
+        return str(int(value))
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    raise InvalidRecord(f"{field_name} must be a string, got {_describe(value)}")
+
+
+def to_amount(value: Any) -> JSONNumber:
+    """A deal amount as a JSON number, exact: integral values become ints."""
+    if isinstance(value, bool):
+        raise InvalidRecord("amount must be a number, got a boolean")
+    if isinstance(value, int):
+        return value
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise InvalidRecord(f"amount must be a finite number, got {value!r}")
+        return int(value) if value.is_integer() else value
+    if isinstance(value, str):
+        try:
+            value = Decimal(value.strip())
+        except InvalidOperation:
+            raise InvalidRecord(f"amount {_clip(value)!r} is not a number") from None
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise InvalidRecord(f"amount must be a finite number, got {value}")
+        if value == value.to_integral_value():
+            return int(value)
+        return value
+    raise InvalidRecord(f"amount must be a number, got {_describe(value)}")
+
+
+def to_utc_timestamp(value: Any, field_name: str) -> str:
+    """A date as ISO 8601 UTC with a ``Z``: ``2026-01-15T00:00:00Z``.
+
+    Accepts date-time strings with any offset (no offset means UTC), date-only strings
+    (midnight UTC), ``datetime``/``date`` objects and epoch milliseconds.
+    """
+    if isinstance(value, bool):
+        raise InvalidRecord(f"{field_name} must be a date, got a boolean")
+    if isinstance(value, dt.datetime):
+        moment = value
+    elif isinstance(value, dt.date):
+        moment = dt.datetime(value.year, value.month, value.day)
+    elif isinstance(value, (int, float, Decimal)):
+        moment = _from_epoch_ms(value, field_name)
+    elif isinstance(value, str):
+        moment = _parse_date_text(value.strip(), field_name)
+    else:
+        raise InvalidRecord(f"{field_name} must be a date, got {_describe(value)}")
+    try:
+        return format_utc(moment)
+    except OverflowError:
+        raise InvalidRecord(f"{field_name} {value!s:.40} is out of range in UTC") from None
+
+
+def format_utc(moment: dt.datetime) -> str:
+    """Render an aware or naive (taken as UTC) datetime as ISO 8601 UTC with a ``Z``."""
+    if moment.tzinfo is not None:
+        moment = moment.astimezone(dt.timezone.utc)
+    text = moment.replace(tzinfo=None).isoformat(timespec="seconds")
+    if moment.microsecond:
+        text += f".{moment.microsecond // 1000:03d}"
+    return text + "Z"
+
+
+def _parse_date_text(text: str, field_name: str) -> dt.datetime:
+    if _EPOCH_MS_DIGITS.match(text):
+        return _from_epoch_ms(int(text), field_name)
+    iso = text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text
+    try:
+        if len(iso) == 10:
+            return dt.datetime.combine(dt.date.fromisoformat(iso), dt.time())
+        return dt.datetime.fromisoformat(iso.replace(" ", "T", 1))
+    except ValueError:
+        raise InvalidRecord(f"{field_name} {_clip(text)!r} is not an ISO 8601 date") from None
+
+
+def _from_epoch_ms(value: float | Decimal, field_name: str) -> dt.datetime:
+    try:
+        seconds = Decimal(value) / 1000
+        epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
+        return epoch + dt.timedelta(seconds=float(seconds))
+    except (OverflowError, ValueError, InvalidOperation):
+        raise InvalidRecord(f"{field_name} {value!r} is not epoch milliseconds") from None
+
+
+def valid_email(text: str) -> bool:
+    """Whether Recotap would take ``text`` as an owner email."""
+    return len(text) <= 254 and bool(_EMAIL.match(text))
+
+
+def deal_body(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The Recotap deal for one tap record, or ``InvalidRecord`` saying why it cannot be sent."""
+    body: dict[str, Any] = string_fields(record, DEAL_STRING_FIELDS)
+    for name in REQUIRED_DEAL_FIELDS:
+        if name not in body:
+            raise InvalidRecord(f"{name} is missing or empty")
+    if "ownerEmail" in body and not valid_email(body["ownerEmail"]):
+        raise InvalidRecord(f"ownerEmail {_clip(body['ownerEmail'])!r} is not a valid email")
+    amount = pick(record, ("amount",))
+    if amount is not None:
+        body["amount"] = to_amount(amount)
+    for name, twin in DEAL_DATE_FIELDS:
+        value = pick(record, (name, twin))
+        if value is not None:
+            body[name] = to_utc_timestamp(value, name)
+    accounts = pick(record, ("associatedAccounts", "associated_accounts"))
+    if accounts is not None:
+        normalised = associated_accounts(accounts)
+        if normalised:
+            body["associatedAccounts"] = normalised
+    return body
+
+
+def associated_accounts(value: Any) -> list[dict[str, str]]:
+    """Accounts linked to a deal; an account with no usable field is dropped."""
+    if not isinstance(value, list):
+        raise InvalidRecord(f"associatedAccounts must be a list, got {_describe(value)}")
+    accounts = []
+    for position, item in enumerate(value):
+        if not isinstance(item, Mapping):
+            raise InvalidRecord(f"associatedAccounts[{position}] must be an object")
+        account = string_fields(item, ACCOUNT_FIELDS, f"associatedAccounts[{position}].")
+        if account:
+            accounts.append(account)
+    return accounts
+
+
+def string_fields(
+    item: Mapping[str, Any], fields: tuple[tuple[str, str], ...], prefix: str = ""
+) -> dict[str, str]:
+    """The non-empty string fields of ``item`` under Recotap's names, in ``fields`` order."""
+    out = {}
+    for name, twin in fields:
+        value = pick(item, (name, twin))
+        if value is not None:
+            out[name] = to_text(value, prefix + name)
+    return out
+
+
+# Pipelines -------------------------------------------------------------------------------
+
+
+@dataclass
+class PipelinePart:
+    """What one deal_stages record says about one pipeline."""
+
+    pipeline_id: str
+    label: str | None
+    stages: list[tuple[str, str]] = field(default_factory=list)
+
+
+def pipeline_part(record: Mapping[str, Any]) -> PipelinePart:
+    """Read a deal_stages record in either shape.
+
+    A pipeline record carries ``stages: [{stageId, stageLabel}]``; a stage record carries
+    one ``stageId``/``stageLabel``. ``label`` names the pipeline in the first shape and the
+    stage in the second (HubSpot's ``deal_pipelines`` uses it at both levels).
+    """
+    raw_id = pick(record, ("pipelineId", "pipeline_id"))
+    if raw_id is None:
+        raise InvalidRecord("pipelineId is missing or empty")
+    pipeline_id = to_text(raw_id, "pipelineId")
+    raw_stages = record.get("stages")
+    is_stage_record = pick(record, ("stageId", "stage_id")) is not None
+    label_names = ("pipelineLabel", "pipeline_label")
+    if not is_stage_record:
+        label_names += ("label",)
+    raw_label = pick(record, label_names)
+    part = PipelinePart(pipeline_id, None if raw_label is None else to_text(raw_label, "label"))
+    if raw_stages is not None:
+        if not isinstance(raw_stages, list):
+            raise InvalidRecord(f"stages must be a list, got {_describe(raw_stages)}")
+        for position, stage in enumerate(raw_stages):
+            if not isinstance(stage, Mapping):
+                raise InvalidRecord(f"stages[{position}] must be an object")
+            part.stages.append(_stage(stage, f"stages[{position}]"))
+    if is_stage_record:
+        part.stages.append(_stage(record, "stage"))
+    return part
+
+
+def _stage(item: Mapping[str, Any], where: str) -> tuple[str, str]:
+    raw_id = pick(item, ("stageId", "stage_id"))
+    raw_label = pick(item, ("stageLabel", "stage_label", "label"))
+    if raw_id is None:
+        raise InvalidRecord(f"{where}: stageId is missing or empty")
+    if raw_label is None:
+        raise InvalidRecord(f"{where}: stageLabel is missing or empty")
+    return to_text(raw_id, "stageId"), to_text(raw_label, "stageLabel")
+
+
+def _describe(value: Any) -> str:
+    return {dict: "an object", list: "a list"}.get(type(value), type(value).__name__)
+
+
+def _clip(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,39 @@
+"""Reads Singer messages line by line, so that an input error can name its line."""
+
+from __future__ import annotations
+
+import json
+
+from singer_sdk.io_base import SingerReader
+from singer_sdk.singerlib.exceptions import InvalidInputLine
+from singer_sdk.singerlib.json import deserialize_json
+
+
+class LineCountingReader(SingerReader):
+    """The SDK's reader, counting lines and explaining bad ones in one sentence."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.line_number = 0
+
+    def deserialize_json(self, line: str) -> dict:
+        self.line_number += 1
+        try:
+            message = deserialize_json(line)
+        except json.JSONDecodeError as exc:
+            raise InvalidInputLine(
+                f"not a JSON message ({exc.msg} at column {exc.colno})"
+            ) from None
+        if not isinstance(message, dict):
+            raise InvalidInputLine("not a JSON object")
+        return message
+
+    @staticmethod
+    def assert_line_requires(line_dict: dict, requires: set[str]) -> None:
+        missing = sorted(requires - set(line_dict))
+        if missing:
+            kind = line_dict.get("type", "the")
+            raise InvalidInputLine(f"{kind} message has no {' or '.join(map(repr, missing))} key")
+
+    def _process_unknown_message(self, message_dict: dict) -> None:
+        raise InvalidInputLine(f"unknown message type {str(message_dict['type'])[:40]!r}")

@@ -1,0 +1,138 @@
+"""The target's settings: their JSON Schema (what ``--about`` lists) and further checks."""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping
+from typing import Any
+from urllib.parse import urlsplit
+
+from singer_sdk import typing as th
+
+DEFAULT_API_URL = "https://eapi.recotap.com/api/v1"
+DEFAULT_DRY_RUN_PATH = "recotap-dry-run.jsonl"
+DEALS_PER_REQUEST = 100
+PIPELINES_PER_REQUEST = 20
+
+CONFIG_SCHEMA = th.PropertiesList(
+    th.Property(
+        "api_key",
+        th.StringType(min_length=1),
+        required=True,
+        secret=True,
+        title="API key",
+        description="Recotap API key, sent as the X-Api-Key header. Never logged.",
+    ),
+    th.Property(
+        "api_url",
+        th.StringType,
+        default=DEFAULT_API_URL,
+        title="API URL",
+        description="Base URL of the Recotap API. Plain http:// is refused unless the host is "
+        "loopback (e.g. the bundled emulator).",
+    ),
+    th.Property(
+        "request_timeout",
+        th.NumberType(exclusive_minimum=0),
+        default=60,
+        title="Request timeout",
+        description="Seconds to wait for one HTTP request before it counts as failed.",
+    ),
+    th.Property(
+        "max_retries",
+        th.IntegerType(minimum=0),
+        default=8,
+        title="Max retries",
+        description="Retries of one request on 429, 5xx, timeouts and connection errors, "
+        "with exponential backoff and Retry-After honoured.",
+    ),
+    th.Property(
+        "retry_initial_delay",
+        th.NumberType(minimum=0),
+        default=1,
+        title="First retry delay",
+        description="Seconds before the first retry; doubles on each retry (with jitter), "
+        "up to 60 s. A Retry-After header takes precedence.",
+    ),
+    th.Property(
+        "max_concurrent_requests",
+        th.IntegerType(minimum=1, maximum=64),
+        default=4,
+        title="Max concurrent requests",
+        description="Requests in flight at once.",
+    ),
+    th.Property(
+        "dry_run",
+        th.BooleanType,
+        default=False,
+        title="Dry run",
+        description="Validate, normalise and batch, but send nothing: each request body that "
+        "would be sent is written as one JSON line to dry_run_path.",
+    ),
+    th.Property(
+        "dry_run_path",
+        th.StringType(min_length=1),
+        default=DEFAULT_DRY_RUN_PATH,
+        title="Dry-run output file",
+        description="Where dry_run writes request bodies (overwritten each run); relative "
+        "paths are from the working directory.",
+    ),
+    th.Property(
+        "dead_letter_path",
+        th.StringType(min_length=1),
+        title="Dead-letter file",
+        description="File to which rejected records are appended as Singer messages, with "
+        "the reason; feed it back with --input after fixing them.",
+    ),
+    th.Property(
+        "max_rejected_records",
+        th.IntegerType(minimum=0),
+        default=0,
+        title="Max rejected records",
+        description="The run exits non-zero at the end if more records than this were rejected.",
+    ),
+    th.Property(
+        "fail_on_unknown_streams",
+        th.BooleanType,
+        default=False,
+        title="Fail on unknown streams",
+        description="Stop with an error on a stream other than deals and deal_stages, instead "
+        "of skipping it with a warning.",
+    ),
+).to_dict()
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (so plain http cannot leak the key)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+def api_url_problem(url: str) -> str | None:
+    """Why ``url`` cannot be the API base URL, or None if it can."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return f"api_url must be an http(s) URL such as {DEFAULT_API_URL}"
+    if parts.username or parts.password:
+        return "api_url must not contain credentials: put the key in api_key"
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
+        return (
+            "api_url uses plain http to a host that is not loopback, which would send the "
+            "API key unencrypted: use https"
+        )
+    return None
+
+
+def config_problems(config: Mapping[str, Any]) -> list[str]:
+    """Problems with a config that passed its JSON Schema."""
+    problems = []
+    url_problem = api_url_problem(str(config.get("api_url", DEFAULT_API_URL)))
+    if url_problem:
+        problems.append(url_problem)
+    if config.get("batch_size_rows") is not None and config["batch_size_rows"] < 1:
+        problems.append("batch_size_rows must be at least 1")
+    return problems

@@ -1,0 +1,248 @@
+"""TargetRecotap: routes streams to sinks, writes STATE only when safe, ends with a summary."""
+
+from __future__ import annotations
+
+import copy
+import signal
+import sys
+import time
+from collections import defaultdict
+from typing import IO, TYPE_CHECKING, Any
+
+from singer_sdk import Target
+from singer_sdk.exceptions import (
+    ConfigValidationError,
+    InvalidJSONSchema,
+    MissingKeyPropertiesError,
+    RecordsWithoutSchemaException,
+)
+from singer_sdk.plugin_base import _ConfigInput
+from singer_sdk.singerlib.exceptions import InvalidInputLine
+
+from target_recotap.checkpoints import Checkpoints
+from target_recotap.client import RecotapClient, RecotapError, RetryPolicy
+from target_recotap.dry_run import DryRunClient
+from target_recotap.reader import LineCountingReader
+from target_recotap.rejects import Received, RejectLog
+from target_recotap.settings import CONFIG_SCHEMA, config_problems
+from target_recotap.sinks import DealsSink, DealStagesSink, SkippedStreamSink, StreamStats
+
+if TYPE_CHECKING:
+    from types import FrameType
+
+    from singer_sdk.sinks import Sink
+
+SINKS: dict[str, type[Sink]] = {"deals": DealsSink, "deal_stages": DealStagesSink}
+INPUT_ERRORS = (
+    InvalidInputLine,
+    RecordsWithoutSchemaException,
+    InvalidJSONSchema,
+    MissingKeyPropertiesError,
+)
+
+EXIT_OK = 0
+EXIT_FAILED = 1
+EXIT_TOO_MANY_REJECTED = 3
+
+
+class InputError(Exception):
+    """The input broke the Singer spec in a way this target cannot go past."""
+
+
+class RunInterrupted(Exception):
+    """SIGINT or SIGTERM arrived."""
+
+
+class TargetRecotap(Target):
+    """Pushes CRM deals and deal pipelines into Recotap."""
+
+    name = "target-recotap"
+    config_jsonschema = CONFIG_SCHEMA
+    message_reader_class = LineCountingReader
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        problems = config_problems(self.config)
+        if problems:
+            raise ConfigValidationError("Config validation failed", errors=problems)
+        self.client = self._make_client()
+        self.rejects = RejectLog(self.logger, self.config.get("dead_letter_path"))
+        self.checkpoints = Checkpoints(self._write_state_message)
+        self.stream_stats: defaultdict[str, StreamStats] = defaultdict(StreamStats)
+        self._records_read = 0
+        self._started = time.monotonic()
+
+    def _make_client(self) -> RecotapClient:
+        if self.config.get("dry_run"):
+            return DryRunClient(self.config.get("dry_run_path", "recotap-dry-run.jsonl"))
+        return RecotapClient(
+            self.config.get("api_url", "https://eapi.recotap.com/api/v1"),
+            self.config["api_key"],
+            timeout=float(self.config.get("request_timeout", 60)),
+            retry=RetryPolicy(
+                max_retries=int(self.config.get("max_retries", 8)),
+                initial_delay=float(self.config.get("retry_initial_delay", 1)),
+            ),
+        )
+
+    # Streams ------------------------------------------------------------------------------
+
+    def get_sink_class(self, stream_name: str) -> type[Sink]:
+        return SINKS.get(stream_name, SkippedStreamSink)
+
+    def _process_schema_message(self, message_dict: dict) -> None:
+        self._assert_line_requires(message_dict, requires={"stream", "schema"})
+        stream = message_dict["stream"]
+        if stream not in SINKS and self.config.get("fail_on_unknown_streams"):
+            raise InputError(
+                f"stream {stream!r} is not one this target loads (deals, deal_stages), and "
+                "fail_on_unknown_streams is set; rename it with a stream map or deselect it"
+            )
+        if not isinstance(message_dict["schema"], dict):
+            raise InvalidJSONSchema(f"the SCHEMA of stream {stream!r} is not a JSON object")
+        self.rejects.remember_schema(message_dict)
+        super()._process_schema_message(message_dict)
+
+    def _process_record_message(self, message_dict: dict) -> None:
+        # The SDK's version stops the run on a schema mismatch and turns date strings into
+        # datetimes; here a bad record is rejected alone and values reach the sink as read.
+        self._assert_line_requires(message_dict, requires={"stream", "record"})
+        if not isinstance(message_dict["record"], dict):
+            raise InvalidInputLine("the RECORD message's 'record' is not a JSON object")
+        self._records_read += 1
+        received = Received(self._records_read, message_dict)
+        stream_name = message_dict["stream"]
+        if stream_name not in self.mapper.stream_maps:
+            self._assert_sink_exists(stream_name)
+        for stream_map in self.mapper.stream_maps[stream_name]:
+            record = stream_map.transform(copy.copy(message_dict["record"]))
+            if record is None:
+                continue
+            sink = self.get_sink(stream_map.stream_alias, record=record)
+            sink.accept(record, received)  # type: ignore[attr-defined]
+            sink.record_counter_metric.increment()
+            if sink.is_full:
+                self.drain_one(sink)
+        self._handle_max_record_age()
+        self._checkpoint()
+
+    def _process_state_message(self, message_dict: dict) -> None:
+        self._assert_line_requires(message_dict, requires={"value"})
+        self.checkpoints.received(message_dict["value"], after_record=self._records_read)
+        self._checkpoint()
+
+    def _checkpoint(self) -> None:
+        """Write the newest STATE whose records are all settled."""
+        positions = [
+            position
+            for sink in [*self._sinks_to_clear, *self._sinks_active.values()]
+            if (position := sink.first_unsettled) is not None  # type: ignore[attr-defined]
+        ]
+        self.checkpoints.advance(min(positions, default=None))
+
+    def process_endofpipe(self) -> None:
+        super().process_endofpipe()
+        self._checkpoint()
+
+    # Running ------------------------------------------------------------------------------
+
+    def run(self, file_input: IO[str] | None = None) -> int:
+        """Read the input to its end and return the exit code; errors end in one log line."""
+        try:
+            return self._run(file_input)
+        except RecotapError as exc:
+            self.logger.error("Stopped: %s. The last STATE written covers what was settled.", exc)
+            return EXIT_FAILED
+        except RunInterrupted as exc:
+            self.logger.error(
+                "Stopped by %s: records not yet confirmed were not checkpointed; run again to "
+                "finish from the last STATE written.",
+                exc,
+            )
+            return EXIT_FAILED
+        finally:
+            self.client.close()
+            self._log_summary()
+
+    def _run(self, file_input: IO[str] | None) -> int:
+        try:
+            self.listen(file_input)
+        except (*INPUT_ERRORS, InputError) as exc:
+            line = self.message_reader.line_number
+            self.logger.error("Input line %d: %s", line, _first_sentence(exc))
+            # What was read before the bad line is still delivered and checkpointed.
+            self.drain_all()
+            self._checkpoint()
+            return EXIT_FAILED
+        limit = int(self.config.get("max_rejected_records", 0))
+        if self.rejects.total > limit:
+            where = (
+                f"they are in {self.rejects.path}"
+                if self.rejects.path
+                else "set dead_letter_path to keep them"
+            )
+            self.logger.error(
+                "Rejected records: %d, more than max_rejected_records (%d); %s.",
+                self.rejects.total,
+                limit,
+                where,
+            )
+            return EXIT_TOO_MANY_REJECTED
+        return EXIT_OK
+
+    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+        self.client.stop()
+        raise RunInterrupted(signal.Signals(signum).name)
+
+    def _log_summary(self) -> None:
+        endpoints = {"deals": "/deals", "deal_stages": "/deal-stages"}
+        for stream, stats in self.stream_stats.items():
+            if stream not in SINKS:
+                self.logger.warning(
+                    "Skipped stream %r (%d records): this target loads only deals and "
+                    "deal_stages; rename a stream with a stream map to load it",
+                    stream,
+                    stats.received,
+                )
+                continue
+            calls = self.client.stats.get(endpoints[stream])
+            self.logger.info(
+                "Summary %s%s: received %d, sent %d, %s %d, skipped as existing %d, "
+                "rejected %d, merged duplicates %d, requests %d, retries %d, seconds %.1f",
+                stream,
+                " (dry run)" if isinstance(self.client, DryRunClient) else "",
+                stats.received,
+                stats.sent,
+                "upserted" if stream == "deals" else "created",
+                stats.accepted,
+                stats.skipped_existing,
+                stats.rejected,
+                stats.merged,
+                calls.requests if calls else 0,
+                calls.retries if calls else 0,
+                calls.seconds if calls else 0.0,
+            )
+
+    @classmethod
+    def invoke(  # type: ignore[override]
+        cls,
+        *,
+        about: bool = False,
+        about_format: str | None = None,
+        config: _ConfigInput | None = None,
+        file_input: IO[str] | None = None,
+    ) -> None:
+        super(Target, cls).invoke(about=about, about_format=about_format)
+        cls.print_version(print_fn=cls.logger.info)
+        config = config or _ConfigInput()
+        target = cls(config=config.config, parse_env_config=config.parse_env)
+        sys.exit(target.run(file_input))
+
+
+def _first_sentence(exc: Exception) -> str:
+    text = str(exc.args[0]) if exc.args else type(exc).__name__
+    return text.split("\n", 1)[0]
+
+
+if __name__ == "__main__":
+    TargetRecotap.cli()

@@ -1,0 +1,270 @@
+"""Unit tests of the record normalisation: field names, values, dates, pipelines."""
+
+from __future__ import annotations
+
+import datetime as dt
+from decimal import Decimal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from target_recotap.client import conflicting_pipeline_ids
+from target_recotap.normalize import (
+    InvalidRecord,
+    deal_body,
+    pipeline_part,
+    to_amount,
+    to_utc_timestamp,
+)
+
+
+def test_full_deal_keeps_recotap_names_and_drops_other_fields():
+    record = {
+        "externalDealId": "deal-001",
+        "name": "Acme Corp - Enterprise Plan",
+        "amount": 75000,
+        "stageId": "stage-3",
+        "stageLabel": "Proposal Sent",
+        "pipelineId": "smb-pipeline",
+        "pipelineLabel": "SMB Sales",
+        "startDate": "2026-01-15T00:00:00Z",
+        "closedDate": "2026-06-30T00:00:00Z",
+        "ownerName": "Jane Smith",
+        "ownerEmail": "jane@yourcompany.com",
+        "ownerId": "rep-123",
+        "dealCurrencyCode": "USD",
+        "associatedAccounts": [{"externalId": "crm-001", "domain": "acme.com", "name": "Acme"}],
+        "_sdc_extracted_at": "2026-01-01T00:00:00Z",
+        "hs_custom": "not sent",
+    }
+    body = deal_body(record)
+    expected = {k: v for k, v in record.items() if not k.startswith(("_sdc", "hs_"))}
+    assert body == expected
+
+
+def test_snake_case_twins_map_to_recotap_names():
+    body = deal_body(
+        {
+            "external_deal_id": "d1",
+            "name": "N",
+            "stage_id": "s",
+            "stage_label": "S",
+            "pipeline_id": "p",
+            "pipeline_label": "P",
+            "start_date": "2026-01-15",
+            "closed_date": "2026-02-01",
+            "owner_name": "O",
+            "owner_email": "o@example.com",
+            "owner_id": 7,
+            "deal_currency_code": "EUR",
+            "associated_accounts": [{"external_id": 12, "domain": "a.io"}],
+        }
+    )
+    assert body == {
+        "externalDealId": "d1",
+        "name": "N",
+        "stageId": "s",
+        "stageLabel": "S",
+        "pipelineId": "p",
+        "pipelineLabel": "P",
+        "startDate": "2026-01-15T00:00:00Z",
+        "closedDate": "2026-02-01T00:00:00Z",
+        "ownerName": "O",
+        "ownerEmail": "o@example.com",
+        "ownerId": "7",
+        "dealCurrencyCode": "EUR",
+        "associatedAccounts": [{"externalId": "12", "domain": "a.io"}],
+    }
+
+
+def test_null_absent_and_empty_optionals_are_left_out():
+    body = deal_body(
+        {
+            "externalDealId": "d1",
+            "name": "N",
+            "amount": None,
+            "stageId": "",
+            "ownerEmail": "   ",
+            "closedDate": None,
+            "associatedAccounts": [{"externalId": None, "domain": ""}],
+        }
+    )
+    assert body == {"externalDealId": "d1", "name": "N"}
+
+
+def test_integer_ids_become_strings():
+    body = deal_body({"externalDealId": 123, "name": "N", "ownerId": Decimal("456")})
+    assert body["externalDealId"] == "123"
+    assert body["ownerId"] == "456"
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        (75000, 75000),
+        (Decimal("1234.56"), Decimal("1234.56")),
+        (Decimal("100.00"), 100),
+        ("42.5", Decimal("42.5")),
+        (" 7 ", 7),
+        (12.25, 12.25),
+        (3.0, 3),
+    ],
+)
+def test_amount_becomes_an_exact_number(value, expected):
+    result = to_amount(value)
+    assert result == expected
+    assert type(result) is type(expected)
+
+
+@pytest.mark.parametrize("value", ["abc", "1,000", True, float("nan"), Decimal("Infinity"), [1]])
+def test_amount_that_is_not_a_number_is_refused(value):
+    with pytest.raises(InvalidRecord, match="amount"):
+        to_amount(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-01-15T00:00:00Z", "2026-01-15T00:00:00Z"),
+        ("2026-01-15T05:30:00+05:30", "2026-01-15T00:00:00Z"),
+        ("2026-01-14T19:00:00-05:00", "2026-01-15T00:00:00Z"),
+        ("2026-01-15T00:00:00", "2026-01-15T00:00:00Z"),
+        ("2026-01-15T00:00:00.250Z", "2026-01-15T00:00:00.250Z"),
+        ("2026-01-15", "2026-01-15T00:00:00Z"),
+        (dt.datetime(2026, 1, 15, 1, tzinfo=dt.timezone(dt.timedelta(hours=1))), "2026-01-15T00:00:00Z"),
+        (dt.date(2026, 1, 15), "2026-01-15T00:00:00Z"),
+        (1768435200000, "2026-01-15T00:00:00Z"),
+        ("1768435200000", "2026-01-15T00:00:00Z"),
+    ],
+)
+def test_dates_become_iso_utc(value, expected):
+    assert to_utc_timestamp(value, "startDate") == expected
+
+
+@pytest.mark.parametrize("value", ["next tuesday", "2026-13-01", "", "15/01/2026", True, {}])
+def test_unparseable_dates_are_refused(value):
+    with pytest.raises(InvalidRecord, match="startDate"):
+        to_utc_timestamp(value, "startDate")
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        ({"name": "N"}, "externalDealId is missing"),
+        ({"externalDealId": "", "name": "N"}, "externalDealId is missing"),
+        ({"externalDealId": "d"}, "name is missing"),
+        ({"externalDealId": "d", "name": "N", "ownerEmail": "not-an-email"}, "ownerEmail"),
+        ({"externalDealId": "d", "name": "N", "closedDate": "soon"}, "closedDate"),
+        ({"externalDealId": {"a": 1}, "name": "N"}, "externalDealId must be a string"),
+        ({"externalDealId": "d", "name": "N", "associatedAccounts": "acme"}, "associatedAccounts"),
+    ],
+)
+def test_records_the_api_would_refuse_are_invalid(record, reason):
+    with pytest.raises(InvalidRecord, match=reason):
+        deal_body(record)
+
+
+def test_pipeline_record_with_labels_at_both_levels():
+    part = pipeline_part(
+        {
+            "pipelineId": "default",
+            "label": "Sales Pipeline",
+            "stages": [
+                {"stageId": "appointmentscheduled", "label": "Appointment Scheduled"},
+                {"stage_id": "closedwon", "stage_label": "Closed Won"},
+            ],
+        }
+    )
+    assert part.pipeline_id == "default"
+    assert part.label == "Sales Pipeline"
+    assert part.stages == [
+        ("appointmentscheduled", "Appointment Scheduled"),
+        ("closedwon", "Closed Won"),
+    ]
+
+
+def test_stage_record_label_names_the_stage():
+    part = pipeline_part(
+        {"pipeline_id": 5, "pipeline_label": "SMB", "stageId": 9, "label": "Proposal"}
+    )
+    assert (part.pipeline_id, part.label, part.stages) == ("5", "SMB", [("9", "Proposal")])
+
+
+def test_stage_without_label_is_invalid():
+    with pytest.raises(InvalidRecord, match="stageLabel"):
+        pipeline_part({"pipelineId": "p", "pipelineLabel": "P", "stageId": "s"})
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        "Pipeline(s) already exist: smb-pipeline, ent.pipeline",
+        "Pipeline(s) already exist: smb-pipeline, ent.pipeline. Use the update endpoint to "
+        "modify existing pipelines.",
+    ],
+)
+def test_conflict_message_in_both_forms(message):
+    sent = ["new-one", "smb-pipeline", "ent.pipeline", "ent"]
+    assert conflicting_pipeline_ids(message, sent) == {"smb-pipeline", "ent.pipeline"}
+
+
+def test_unreadable_conflict_message_names_nothing():
+    assert conflicting_pipeline_ids("Conflict", ["a"]) == set()
+    assert conflicting_pipeline_ids(None, ["a"]) == set()
+
+
+# Properties ------------------------------------------------------------------------------
+
+json_scalars = st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=30)
+json_values = st.recursive(
+    json_scalars,
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=10,
+)
+deal_keys = st.sampled_from(
+    [
+        "externalDealId",
+        "external_deal_id",
+        "name",
+        "amount",
+        "startDate",
+        "closed_date",
+        "ownerEmail",
+        "associatedAccounts",
+        "stageId",
+        "other",
+    ]
+)
+
+
+@given(st.dictionaries(deal_keys, json_values, max_size=10))
+def test_any_record_becomes_a_body_or_a_reason(record):
+    """Whatever a tap sends, normalisation either refuses it with a reason or yields a body
+    with the required fields, no nulls and only Recotap's own field names."""
+    try:
+        body = deal_body(record)
+    except InvalidRecord as exc:
+        assert str(exc)
+        return
+    assert body["externalDealId"].strip()
+    assert body["name"].strip()
+    assert None not in body.values()
+    allowed = {
+        "externalDealId", "name", "amount", "stageId", "startDate", "closedDate",
+        "ownerEmail", "associatedAccounts",
+    }  # fmt: skip
+    assert set(body) <= allowed
+
+
+@given(st.datetimes(timezones=st.timezones()))
+def test_any_aware_datetime_keeps_its_instant(moment):
+    text = to_utc_timestamp(moment.isoformat(), "startDate")
+    parsed = dt.datetime.fromisoformat(text.replace("Z", "+00:00"))
+    assert text.endswith("Z")
+    assert abs(parsed - moment) < dt.timedelta(milliseconds=1)
+
+
+@given(st.decimals(allow_nan=False, allow_infinity=False, places=4))
+def test_any_decimal_amount_is_kept_exactly(amount):
+    assert to_amount(str(amount)) == amount
