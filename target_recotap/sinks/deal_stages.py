@@ -62,7 +62,7 @@ class DealStagesSink(RecotapSink):
         ready = []
         for pipeline_id, draft in drafts.items():
             if draft.label is None or not draft.stages:
-                missing = "a label" if draft.label is None else "stages"
+                missing = "label" if draft.label is None else "stages"
                 self.reject(draft.sources, f"pipeline {pipeline_id!r} has no {missing}")
                 continue
             body = {

@@ -1,0 +1,608 @@
+"""WSGI application that answers like the Recotap external API (NestJS + class-validator).
+
+Request pipeline for the documented routes, in the order NestJS/Express would apply it:
+fault injection (like a gateway) -> body parsing (413, invalid JSON) -> X-Api-Key guard (401)
+-> DTO validation (400, nothing written) -> handler (writes) -> optional lost response.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hmac
+import json
+import re
+import socket
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from werkzeug.exceptions import MethodNotAllowed, NotFound
+from werkzeug.routing import Map, Rule
+from werkzeug.wrappers import Request, Response
+
+from target_recotap.emulator.faults import FaultInjector, Faults
+from target_recotap.emulator.store import EmulatorStore, utc_timestamp
+
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping
+
+    from _typeshed.wsgi import StartResponse, WSGIEnvironment
+
+BASE_PATH = "/api/v1"
+ADMIN_PATH = "/_emulator"
+#: WSGI environ flag set on requests whose response the emulator dropped on purpose.
+LOST_RESPONSE_KEY = "recotap_emulator.lost_response"
+MAX_DEALS = 100
+MAX_PIPELINES = 20
+# Bodies are read whole (up to this size) so the request log can count items even in
+# requests that are rejected, e.g. for exceeding the body limit.
+READ_CAP = 64 * 1024 * 1024
+
+REASONS = {
+    400: "Bad Request",
+    401: "Unauthorized",
+    404: "Not Found",
+    409: "Conflict",
+    413: "Payload Too Large",
+    429: "Too Many Requests",
+    500: "Internal Server Error",
+    502: "Bad Gateway",
+    503: "Service Unavailable",
+    504: "Gateway Timeout",
+}
+
+
+# ---------------------------------------------------------------------------
+# Validation, modelled on class-validator with whitelist + forbidNonWhitelisted
+# ---------------------------------------------------------------------------
+
+
+class _Missing:
+    """Marker for a property absent from the body (JavaScript's `undefined`)."""
+
+    def __repr__(self) -> str:
+        return "MISSING"
+
+
+MISSING: Any = _Missing()
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """One class-validator constraint: its name, a test, and a message about `{property}`."""
+
+    name: str
+    test: Callable[[Any], bool]
+    message: str
+
+
+@dataclass(frozen=True)
+class Prop:
+    """Rules for one DTO property; `each` validates every array element against a schema."""
+
+    constraints: tuple[Constraint, ...]
+    optional: bool = False  # @IsOptional(): null or absent skips every check
+    each: Schema | None = None
+    unique_by: str | None = None  # @ArrayUnique(element => element[unique_by])
+
+
+@dataclass(frozen=True)
+class Schema:
+    """A DTO: its properties; any other property is rejected."""
+
+    props: Mapping[str, Prop] = field(default_factory=dict)
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+# validator.js isISO8601 (non-strict), which class-validator's @IsISO8601() calls.
+_ISO8601 = re.compile(
+    r"([\+-]?\d{4}(?!\d{2}\b))((-?)((0[1-9]|1[0-2])(\3([12]\d|0[1-9]|3[01]))?|W([0-4]\d|5[0-3])"
+    r"(-?[1-7])?|(00[1-9]|0[1-9]\d|[12]\d{2}|3([0-5]\d|6[1-6])))([T\s]((([01]\d|2[0-3])"
+    r"((:?)[0-5]\d)?|24:?00)([\.,]\d+(?!:))?)?(\17[0-5]\d([\.,]\d+)?)?([zZ]|([\+-])"
+    r"([01]\d|2[0-3]):?([0-5]\d)?)?)?)?",
+    re.ASCII,
+)
+
+
+def is_iso8601(value: Any) -> bool:
+    """True for strings validator.js accepts as ISO 8601 (dates, week dates, date-times)."""
+    return isinstance(value, str) and _ISO8601.fullmatch(value) is not None
+
+
+# After validator.js isEmail defaults: UTF-8 local part allowed, a TLD is required.
+_LOCAL_PART = re.compile(
+    r"[a-z\d!#$%&'*+\-/=?^_`{|}~\u00a0-\ud7ff\uf900-\ufdcf\ufdf0-\uffef]+"
+    r"(\.[a-z\d!#$%&'*+\-/=?^_`{|}~\u00a0-\ud7ff\uf900-\ufdcf\ufdf0-\uffef]+)*",
+    re.IGNORECASE,
+)
+_DOMAIN_LABEL = re.compile(r"(?!-)[a-z\d\u00a1-\uffff-]{1,63}(?<!-)", re.IGNORECASE)
+_TLD = re.compile(
+    r"[a-z\u00a1-\u00a8\u00aa-\ud7ff\uf900-\ufdcf\ufdf0-\uffef]{2,}|xn[a-z\d-]{2,}", re.IGNORECASE
+)
+
+
+def is_email(value: Any) -> bool:
+    """True for a plausible address: local@domain.tld, as validator.js isEmail judges it."""
+    if not isinstance(value, str) or len(value) > 254 or value.count("@") != 1:
+        return False
+    local, domain = value.split("@")
+    labels = domain.split(".")
+    return (
+        len(local) <= 64
+        and _LOCAL_PART.fullmatch(local) is not None
+        and len(labels) >= 2
+        and all(_DOMAIN_LABEL.fullmatch(label) for label in labels)
+        and _TLD.fullmatch(labels[-1]) is not None
+    )
+
+
+IS_STRING = Constraint("isString", lambda v: isinstance(v, str), "{property} must be a string")
+IS_NOT_EMPTY = Constraint(
+    "isNotEmpty",
+    lambda v: v is not MISSING and v is not None and v != "",
+    "{property} should not be empty",
+)
+IS_NUMBER = Constraint(
+    "isNumber", _is_number, "{property} must be a number conforming to the specified constraints"
+)
+IS_ISO8601 = Constraint("isIso8601", is_iso8601, "{property} must be a valid ISO 8601 date string")
+IS_ARRAY = Constraint("isArray", lambda v: isinstance(v, list), "{property} must be an array")
+ARRAY_NOT_EMPTY = Constraint(
+    "arrayNotEmpty", lambda v: isinstance(v, list) and len(v) > 0, "{property} should not be empty"
+)
+
+
+def array_max_size(limit: int) -> Constraint:
+    """@ArrayMaxSize(limit)."""
+    return Constraint(
+        "arrayMaxSize",
+        lambda v: isinstance(v, list) and len(v) <= limit,
+        f"{{property}} must contain no more than {limit} elements",
+    )
+
+
+REQUIRED_STRING = Prop((IS_NOT_EMPTY, IS_STRING))
+OPTIONAL_STRING = Prop((IS_STRING,), optional=True)
+
+ACCOUNT = Schema(
+    {"externalId": OPTIONAL_STRING, "domain": OPTIONAL_STRING, "name": OPTIONAL_STRING}
+)
+DEAL = Schema(
+    {
+        "externalDealId": REQUIRED_STRING,
+        # An empty name passes the DTO and fails the item instead (see DEAL_ITEM_RULES).
+        "name": Prop((IS_STRING,)),
+        "amount": Prop((IS_NUMBER,), optional=True),
+        "stageId": OPTIONAL_STRING,
+        "stageLabel": OPTIONAL_STRING,
+        "pipelineId": OPTIONAL_STRING,
+        "pipelineLabel": OPTIONAL_STRING,
+        "startDate": Prop((IS_ISO8601,), optional=True),
+        "closedDate": Prop((IS_ISO8601,), optional=True),
+        "ownerName": OPTIONAL_STRING,
+        # Checked as an email per item, not by the DTO: a bad address fails only its deal.
+        "ownerEmail": OPTIONAL_STRING,
+        "ownerId": OPTIONAL_STRING,
+        "dealCurrencyCode": OPTIONAL_STRING,
+        "associatedAccounts": Prop((IS_ARRAY,), optional=True, each=ACCOUNT),
+    }
+)
+PUSH_DEALS = Schema(
+    {"deals": Prop((IS_ARRAY, ARRAY_NOT_EMPTY, array_max_size(MAX_DEALS)), each=DEAL)}
+)
+
+STAGE = Schema({"stageId": REQUIRED_STRING, "stageLabel": REQUIRED_STRING})
+PIPELINE = Schema(
+    {
+        "pipelineId": REQUIRED_STRING,
+        "pipelineLabel": REQUIRED_STRING,
+        "stages": Prop((IS_ARRAY, ARRAY_NOT_EMPTY), each=STAGE, unique_by="stageId"),
+    }
+)
+PUSH_DEAL_STAGES = Schema(
+    {
+        "pipelines": Prop(
+            (IS_ARRAY, ARRAY_NOT_EMPTY, array_max_size(MAX_PIPELINES)),
+            each=PIPELINE,
+            unique_by="pipelineId",
+        )
+    }
+)
+
+#: Per-item checks of POST /deals, after the DTO passed: the first failing message fails the deal.
+DEAL_ITEM_RULES: tuple[tuple[str, Callable[[dict[str, Any]], bool]], ...] = (
+    ("name should not be empty", lambda deal: deal["name"] != ""),
+    (
+        "ownerEmail must be an email",
+        lambda deal: deal.get("ownerEmail") is None or is_email(deal["ownerEmail"]),
+    ),
+)
+
+
+def _row(path: str, constraints: dict[str, str]) -> dict[str, Any]:
+    return {"property": path, "constraints": constraints}
+
+
+def _join(prefix: str, name: str | int) -> str:
+    return f"{prefix}.{name}" if prefix else str(name)
+
+
+def validate(body: Mapping[str, Any], schema: Schema, prefix: str = "") -> list[dict[str, Any]]:
+    """Return class-validator style rows `{property, constraints}`; empty when `body` is valid."""
+    rows = [
+        _row(_join(prefix, name), {"whitelistValidation": f"property {name} should not exist"})
+        for name in body
+        if name not in schema.props
+    ]
+    for name, prop in schema.props.items():
+        rows += _validate_prop(name, body.get(name, MISSING), prop, _join(prefix, name))
+    return rows
+
+
+def _validate_prop(name: str, value: Any, prop: Prop, path: str) -> list[dict[str, Any]]:
+    if prop.optional and (value is MISSING or value is None):
+        return []
+    failed = {
+        c.name: c.message.format(property=name) for c in prop.constraints if not c.test(value)
+    }
+    rows = [_row(path, failed)] if failed else []
+    if isinstance(value, list):
+        if prop.each is not None:
+            rows += _validate_each(name, value, prop.each, path)
+        if prop.unique_by is not None and _has_duplicates(value, prop.unique_by):
+            rows.append(_row(path, {"arrayUnique": f"All {name}'s elements must be unique"}))
+    return rows
+
+
+def _validate_each(name: str, items: list[Any], schema: Schema, path: str) -> list[dict[str, Any]]:
+    rows: list[dict[str, Any]] = []
+    for index, item in enumerate(items):
+        item_path = _join(path, index)
+        if isinstance(item, dict):
+            rows += validate(item, schema, item_path)
+        else:
+            message = f"each value in nested property {name} must be either object or array"
+            rows.append(_row(item_path, {"nestedValidation": message}))
+    return rows
+
+
+def _has_duplicates(items: list[Any], key: str) -> bool:
+    keys = [item.get(key) for item in items if isinstance(item, dict) and item.get(key) is not None]
+    return len(keys) != len(set(map(json.dumps, keys)))
+
+
+def deal_item_error(deal: dict[str, Any]) -> str | None:
+    """Why a DTO-valid deal fails on its own, or None if it can be upserted."""
+    return next((message for message, passes in DEAL_ITEM_RULES if not passes(deal)), None)
+
+
+def conflict_message(pipeline_ids: Iterable[str], form: str) -> str:
+    """The 409 customMessage naming existing pipelines, in its short or long form."""
+    if form == "unreadable":
+        return "One or more pipelines already exist"
+    message = f"Pipeline(s) already exist: {', '.join(pipeline_ids)}"
+    if form == "long":
+        message += ". Use the update endpoint to modify existing pipelines."
+    return message
+
+
+# ---------------------------------------------------------------------------
+# Responses
+# ---------------------------------------------------------------------------
+
+
+class ApiError(Exception):
+    """An error answer in the Recotap envelope."""
+
+    def __init__(
+        self,
+        status: int,
+        *,
+        custom_message: str | None = None,
+        data: Any = None,
+        message: str | None = None,
+        headers: Mapping[str, str] | None = None,
+    ) -> None:
+        super().__init__(custom_message or message or REASONS.get(status, str(status)))
+        self.status = status
+        self.custom_message = custom_message
+        self.data = data
+        self.message = message or REASONS.get(status, "Error")
+        self.headers = dict(headers or {})
+
+    def response(self, request: Request) -> Response:
+        """Render the error for `request`."""
+        body = envelope(request, self.status, self.data, self.message, self.custom_message)
+        return json_response(body, self.status, self.headers)
+
+
+def _original_url(request: Request) -> str:
+    query = request.query_string.decode("latin-1")
+    return f"{request.path}?{query}" if query else request.path
+
+
+def envelope(
+    request: Request,
+    status: int,
+    data: Any,
+    message: str | None = None,
+    custom_message: str | None = None,
+) -> dict[str, Any]:
+    """The fields every Recotap response carries; errors add `message` and maybe `customMessage`."""
+    body: dict[str, Any] = {
+        "statusCode": status,
+        "timestamp": utc_timestamp(),
+        "path": _original_url(request),
+    }
+    if message is not None:
+        body["message"] = message
+    if custom_message is not None:
+        body["customMessage"] = custom_message
+    body["data"] = data
+    return body
+
+
+def json_response(
+    payload: Any, status: int = 200, headers: Mapping[str, str] | None = None
+) -> Response:
+    """Serialise compactly, like Express's res.json()."""
+    text = json.dumps(payload, ensure_ascii=False, separators=(",", ":"))
+    return Response(
+        text, status, headers=dict(headers or {}), content_type="application/json; charset=utf-8"
+    )
+
+
+def not_found(request: Request) -> ApiError:
+    """NestJS's answer for an unknown route."""
+    message = f"Cannot {request.method} {_original_url(request)}"
+    return ApiError(404, message=message, custom_message=message)
+
+
+# ---------------------------------------------------------------------------
+# Application
+# ---------------------------------------------------------------------------
+
+ROUTES = Map(
+    [
+        Rule(f"{BASE_PATH}/deals", methods=["POST"], endpoint="push_deals"),
+        Rule(f"{BASE_PATH}/deals", methods=["GET"], endpoint="list_deals"),
+        Rule(f"{BASE_PATH}/deal-stages", methods=["POST"], endpoint="push_deal_stages"),
+        Rule(f"{BASE_PATH}/deal-stages", methods=["GET"], endpoint="list_deal_stages"),
+        Rule(f"{ADMIN_PATH}/deals", methods=["GET"], endpoint="admin_deals"),
+        Rule(f"{ADMIN_PATH}/pipelines", methods=["GET"], endpoint="admin_pipelines"),
+        Rule(f"{ADMIN_PATH}/requests", methods=["GET"], endpoint="admin_requests"),
+        Rule(f"{ADMIN_PATH}/stats", methods=["GET"], endpoint="admin_stats"),
+        Rule(f"{ADMIN_PATH}/reset", methods=["POST"], endpoint="admin_reset"),
+        Rule(f"{ADMIN_PATH}/faults", methods=["GET", "PUT"], endpoint="admin_faults"),
+    ],
+    strict_slashes=False,  # Express matches "/deals/" as "/deals"
+)
+
+#: Array whose length is logged as the request's item count, per API endpoint.
+ITEM_KEYS = {"push_deals": "deals", "push_deal_stages": "pipelines"}
+
+
+class EmulatorApp:
+    """The emulator as a WSGI callable; `store` and `faults` may be inspected and changed live."""
+
+    def __init__(self, store: EmulatorStore, api_key: str, faults: Faults | None = None) -> None:
+        self.store = store
+        self.api_key = api_key
+        self.faults = faults if faults is not None else Faults()
+        self.injector = FaultInjector(self.faults)
+        self._api: dict[str, Callable[[Request, dict[str, Any], int], Response]] = {
+            "push_deals": self._push_deals,
+            "list_deals": self._list_deals,
+            "push_deal_stages": self._push_deal_stages,
+            "list_deal_stages": self._list_deal_stages,
+        }
+        self._admin: dict[str, Callable[[Request], Response]] = {
+            "admin_deals": lambda _: json_response(self.store.deal_records()),
+            "admin_pipelines": lambda _: json_response(list(self.store.pipelines().values())),
+            "admin_requests": lambda _: json_response(self.store.requests()),
+            "admin_stats": lambda _: json_response(self.store.stats()),
+            "admin_reset": self._admin_reset,
+            "admin_faults": self._admin_faults,
+        }
+
+    def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
+        """WSGI entry point."""
+        request = Request(environ)
+        return self.dispatch(request)(environ, start_response)
+
+    def dispatch(self, request: Request) -> Response:
+        """Route `request` to an API handler, an admin handler, or a NestJS-style 404."""
+        adapter = ROUTES.bind_to_environ(request.environ)
+        try:
+            rule, _ = adapter.match(return_rule=True)
+        except (NotFound, MethodNotAllowed):
+            return self._unknown_route(request)
+        endpoint = str(rule.endpoint)
+        if endpoint in self._admin:
+            return self._admin[endpoint](request)
+        label = f"{request.method} {rule.rule.removeprefix(BASE_PATH)}"
+        return self._api_call(request, endpoint, label)
+
+    def _unknown_route(self, request: Request) -> Response:
+        if request.path.startswith(BASE_PATH + "/"):
+            # Logged so a test can see a client calling a wrong URL under the API base.
+            seq = self.store.begin_request(
+                f"{request.method} {request.path.removeprefix(BASE_PATH)}", 0
+            )
+            self.store.finish_request(seq, 404)
+        return not_found(request).response(request)
+
+    # API pipeline
+
+    def _api_call(self, request: Request, endpoint: str, label: str) -> Response:
+        raw = _read_body(request) if request.method == "POST" else b""
+        seq = self.store.begin_request(label, _count_items(raw, ITEM_KEYS.get(endpoint)))
+        try:
+            decision = self.injector.decide(is_write=request.method == "POST")
+            time.sleep(self.injector.latency_seconds())
+            if decision.status is not None:
+                response = self._injected_error(request, decision.status)
+            else:
+                response = self._answer(request, endpoint, raw, seq)
+        except Exception:
+            self.store.finish_request(seq, 500)  # werkzeug answers 500 and logs the traceback
+            raise
+        self.store.finish_request(seq, response.status_code, lost=decision.lose)
+        if decision.lose:
+            request.environ[LOST_RESPONSE_KEY] = True
+            _drop_connection(request)
+        return response
+
+    def _answer(self, request: Request, endpoint: str, raw: bytes, seq: int) -> Response:
+        try:
+            body = self._parse_body(request, raw)
+            self._authenticate(request)
+            return self._api[endpoint](request, body, seq)
+        except ApiError as error:
+            return error.response(request)
+
+    def _injected_error(self, request: Request, status: int) -> Response:
+        if status == 429:
+            return ApiError(
+                429,
+                custom_message="ThrottlerException: Too Many Requests",
+                headers={"Retry-After": self.injector.retry_after()},
+            ).response(request)
+        return ApiError(status).response(request)
+
+    def _parse_body(self, request: Request, raw: bytes) -> dict[str, Any]:
+        # Like Express's json parser: other content types are not parsed and the body is empty.
+        if request.method != "POST" or request.mimetype != "application/json":
+            return {}
+        if len(raw) > self.faults.body_limit:
+            raise ApiError(413, custom_message="request entity too large")
+        if not raw.strip():
+            return {}
+        try:
+            body = json.loads(raw.decode("utf-8"), parse_constant=_reject_constant)
+        except (UnicodeDecodeError, ValueError) as error:
+            raise ApiError(400, custom_message=_json_error_message(error)) from None
+        if not isinstance(body, dict):
+            raise ApiError(400, custom_message="Request body must be a JSON object")
+        return body
+
+    def _authenticate(self, request: Request) -> None:
+        key = request.headers.get("X-Api-Key", "")
+        if not key:
+            raise ApiError(401, custom_message="X-Api-Key header is required")
+        if not hmac.compare_digest(key.encode(), self.api_key.encode()):
+            raise ApiError(401, custom_message="Invalid API key")
+
+    # API handlers
+
+    def _push_deals(self, request: Request, body: dict[str, Any], seq: int) -> Response:
+        _require_valid(body, PUSH_DEALS)
+        results: list[dict[str, Any]] = []
+        accepted: list[dict[str, Any]] = []
+        for deal in body["deals"]:
+            error = self.faults.fail_ids.get(deal["externalDealId"]) or deal_item_error(deal)
+            if error is None:
+                accepted.append(deal)
+                results.append({"externalDealId": deal["externalDealId"], "status": "upserted"})
+            else:
+                results.append(
+                    {"externalDealId": deal["externalDealId"], "status": "failed", "error": error}
+                )
+        self.store.upsert_deals(accepted, seq)
+        summary = {
+            "total": len(results),
+            "upserted": len(accepted),
+            "failed": len(results) - len(accepted),
+        }
+        dropped = self.faults.drop_ids
+        results = [r for r in results if r["externalDealId"] not in dropped]
+        return _success(request, 200, {"results": results, "summary": summary})
+
+    def _list_deals(self, request: Request, body: dict[str, Any], seq: int) -> Response:
+        return _success(request, 200, list(self.store.deals().values()))
+
+    def _push_deal_stages(self, request: Request, body: dict[str, Any], seq: int) -> Response:
+        _require_valid(body, PUSH_DEAL_STAGES)
+        pipelines = body["pipelines"]
+        conflicts = self.store.create_pipelines(pipelines)
+        if conflicts:
+            raise ApiError(
+                409, custom_message=conflict_message(conflicts, self.faults.conflict_form)
+            )
+        results = [{"pipelineId": p["pipelineId"], "status": "created"} for p in pipelines]
+        summary = {"total": len(results), "created": len(results)}
+        return _success(request, 201, {"results": results, "summary": summary})
+
+    def _list_deal_stages(self, request: Request, body: dict[str, Any], seq: int) -> Response:
+        # Seen by one client as a bare array, without the envelope.
+        return json_response(list(self.store.pipelines().values()))
+
+    # Admin handlers (no auth, no faults, not logged)
+
+    def _admin_reset(self, request: Request) -> Response:
+        self.store.reset()
+        self.injector.reset()
+        return json_response({"reset": True})
+
+    def _admin_faults(self, request: Request) -> Response:
+        if request.method == "PUT":
+            try:
+                changes = json.loads(request.get_data() or b"{}")
+                if not isinstance(changes, dict):
+                    raise ValueError("expected a JSON object of fault fields")
+                self.faults.update(changes)
+            except ValueError as error:
+                return json_response({"error": str(error)}, 400)
+        return json_response(self.faults.to_dict())
+
+
+def _success(request: Request, status: int, data: Any) -> Response:
+    return json_response(envelope(request, status, data), status)
+
+
+def _require_valid(body: Mapping[str, Any], schema: Schema) -> None:
+    rows = validate(body, schema)
+    if rows:
+        raise ApiError(400, data=rows)
+
+
+def _read_body(request: Request) -> bytes:
+    return request.stream.read(READ_CAP + 1)
+
+
+def _count_items(raw: bytes, key: str | None) -> int:
+    """Length of the body's `key` array, for the request log; 0 when it cannot be told."""
+    if key is None or not raw:
+        return 0
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        return 0
+    items = body.get(key) if isinstance(body, dict) else None
+    return len(items) if isinstance(items, list) else 0
+
+
+def _reject_constant(name: str) -> Any:
+    # JSON.parse rejects NaN and Infinity, which Python's json would accept.
+    raise ValueError(f"Unexpected token {name[0]} in JSON")
+
+
+def _json_error_message(error: Exception) -> str:
+    if isinstance(error, json.JSONDecodeError):
+        return f"{error.msg} in JSON at position {error.pos}"
+    return str(error)
+
+
+def _drop_connection(request: Request) -> None:
+    """Hang up without answering, so the client sees the connection closed with no response.
+
+    Only shut down here: werkzeug closes its socket right after, and closing it under werkzeug
+    would make it log a traceback. Outside werkzeug's server there is no socket and nothing to drop.
+    """
+    sock = request.environ.get("werkzeug.socket")
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)

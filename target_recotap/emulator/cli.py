@@ -1,0 +1,249 @@
+"""`recotap-emulator`: run the local Recotap emulator, or show what a database file holds."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from target_recotap.emulator.faults import CONFLICT_FORMS, DEFAULT_BODY_LIMIT, Faults
+from target_recotap.emulator.server import DEFAULT_API_KEY, EmulatorServer, is_loopback
+from target_recotap.emulator.store import MEMORY, EmulatorStore
+
+if TYPE_CHECKING:
+    from collections.abc import Sequence
+    from types import FrameType
+
+COMMANDS = ("serve", "show")
+MAX_CELL = 40
+
+
+# Argument types
+
+
+def _share(text: str) -> float:
+    value = float(text)
+    if not 0 <= value <= 1:
+        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def _positive_int(text: str) -> int:
+    value = int(text)
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"{text} is not positive")
+    return value
+
+
+def _non_negative_float(text: str) -> float:
+    value = float(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text} is negative")
+    return value
+
+
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{text} is not a TCP port")
+    return value
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for both sub-commands."""
+    parser = argparse.ArgumentParser(
+        prog="recotap-emulator",
+        description="Local emulator of the Recotap external API (POST /deals, /deal-stages).",
+    )
+    commands = parser.add_subparsers(dest="command", metavar="{serve,show}")
+    _add_serve(commands.add_parser("serve", help="run the emulator (the default command)"))
+    _add_show(commands.add_parser("show", help="list what an emulator database file holds"))
+    return parser
+
+
+def _add_serve(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="loopback address to bind")
+    parser.add_argument("--port", type=_port, default=8765, help="0 picks a free port")
+    parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="key clients must send")
+    parser.add_argument("--db", default=MEMORY, help="SQLite file, or :memory: (default)")
+    parser.add_argument("--quiet", action="store_true", help="do not log each request")
+    faults = parser.add_argument_group("faults (all off by default)")
+    faults.add_argument(
+        "--latency-ms", type=_non_negative_int, default=0, help="delay before each API answer"
+    )
+    faults.add_argument(
+        "--rate-limit", type=_non_negative_float, default=0.0, help="requests/s, 0=off"
+    )
+    faults.add_argument("--error-rate", type=_share, default=0.0, help="share answered 5xx")
+    faults.add_argument("--rate-429", type=_share, default=0.0, help="share answered 429 at random")
+    faults.add_argument("--retry-after", type=_non_negative_int, default=1, help="seconds")
+    faults.add_argument(
+        "--retry-after-http-date", action="store_true", help="send Retry-After as an HTTP date"
+    )
+    faults.add_argument(
+        "--lose-rate", type=_share, default=0.0, help="share of writes whose response is lost"
+    )
+    faults.add_argument("--seed", type=int, default=None, help="seed of the fault RNG")
+    faults.add_argument(
+        "--body-limit", type=_positive_int, default=DEFAULT_BODY_LIMIT, help="bytes"
+    )
+    faults.add_argument(
+        "--conflict-form",
+        choices=CONFLICT_FORMS,
+        default="short",
+        help="409 customMessage: documented, with the trailing sentence, or naming no IDs",
+    )
+
+
+def _add_show(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("what", choices=("deals", "pipelines"))
+    parser.add_argument("--db", required=True, help="SQLite file written by `serve --db`")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of `recotap-emulator`; `serve` is assumed when no command is given."""
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    if not args_list or (args_list[0] not in COMMANDS and args_list[0] not in ("-h", "--help")):
+        args_list.insert(0, "serve")
+    parser = build_parser()
+    args = parser.parse_args(args_list)
+    if args.command == "show":
+        return show(args)
+    return serve(args, parser)
+
+
+# serve
+
+
+class _StopRequested(Exception):
+    """Raised in the main thread by SIGINT/SIGTERM."""
+
+
+def _request_stop(signum: int, frame: FrameType | None) -> None:
+    raise _StopRequested
+
+
+def _faults_from(args: argparse.Namespace) -> Faults:
+    return Faults(
+        latency_ms=args.latency_ms,
+        rate_limit=args.rate_limit,
+        rate_429=args.rate_429,
+        retry_after=args.retry_after,
+        retry_after_http_date=args.retry_after_http_date,
+        error_rate=args.error_rate,
+        lose_rate=args.lose_rate,
+        body_limit=args.body_limit,
+        conflict_form=args.conflict_form,
+        seed=args.seed,
+    )
+
+
+def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
+    """Run the emulator until SIGINT or SIGTERM."""
+    if not is_loopback(args.host):
+        parser.error(
+            f"--host must be a loopback address (got {args.host!r}): the emulator is local-only"
+        )
+    store = EmulatorStore(args.db)
+    server = EmulatorServer(
+        store=store,
+        api_key=args.api_key,
+        faults=_faults_from(args),
+        host=args.host,
+        port=args.port,
+        log_requests=not args.quiet,
+    )
+    previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        server.start()
+        print(
+            f"Recotap emulator at {server.url}  X-Api-Key: {server.api_key}  db: {args.db}",
+            flush=True,
+        )
+        while True:
+            time.sleep(3600)
+    except _StopRequested:
+        pass
+    finally:
+        server.stop()
+        store.close()
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    print("Recotap emulator stopped", file=sys.stderr)
+    return 0
+
+
+# show
+
+
+def show(args: argparse.Namespace) -> int:
+    """Print the deals or pipelines stored in a database file."""
+    if not Path(args.db).is_file():
+        print(f"recotap-emulator: no database file at {args.db}", file=sys.stderr)
+        return 2
+    store = EmulatorStore(args.db, read_only=True)
+    try:
+        records = store.deal_records() if args.what == "deals" else list(store.pipelines().values())
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps(records, indent=2, ensure_ascii=False))
+    elif not records:
+        print(f"(no {args.what})")
+    elif args.what == "deals":
+        print(format_table(DEAL_COLUMNS, [_deal_row(record) for record in records]))
+    else:
+        print(format_table(PIPELINE_COLUMNS, [_pipeline_row(pipeline) for pipeline in records]))
+    return 0
+
+
+DEAL_COLUMNS = (
+    "externalDealId",
+    "name",
+    "amount",
+    "stageId",
+    "pipelineId",
+    "closedDate",
+    "ownerEmail",
+    "version",
+    "lastSeq",
+)
+PIPELINE_COLUMNS = ("pipelineId", "pipelineLabel", "stages")
+
+
+def _deal_row(record: dict[str, Any]) -> list[str]:
+    deal = record["deal"]
+    fields = [_cell(deal.get(column)) for column in DEAL_COLUMNS[:-2]]
+    return [*fields, str(record["version"]), str(record["lastSeq"])]
+
+
+def _pipeline_row(pipeline: dict[str, Any]) -> list[str]:
+    stages = ", ".join(f"{stage['stageId']}={stage['stageLabel']}" for stage in pipeline["stages"])
+    return [_cell(pipeline["pipelineId"]), _cell(pipeline["pipelineLabel"]), _cell(stages)]
+
+
+def _cell(value: Any) -> str:
+    text = "" if value is None else str(value)
+    return text if len(text) <= MAX_CELL else text[: MAX_CELL - 1] + "…"
+
+
+def format_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    """Left-aligned plain-text table with a header rule."""
+    widths = [max(len(cell) for cell in column) for column in zip(headers, *rows, strict=True)]
+    lines = [headers, ["-" * width for width in widths], *rows]
+    return "\n".join(
+        "  ".join(cell.ljust(width) for cell, width in zip(line, widths, strict=True)).rstrip()
+        for line in lines
+    )

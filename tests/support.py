@@ -1,0 +1,130 @@
+"""Helpers shared by the tests: Singer message builders and ways to run the target."""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from singer_sdk.singerlib.json import serialize_json
+
+from target_recotap.target import TargetRecotap
+
+DEALS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "externalDealId": {"type": ["string", "integer", "null"]},
+        "external_deal_id": {"type": ["string", "integer", "null"]},
+        "name": {"type": ["string", "null"]},
+        "amount": {"type": ["number", "string", "null"]},
+        "stageId": {"type": ["string", "integer", "null"]},
+        "stageLabel": {"type": ["string", "null"]},
+        "pipelineId": {"type": ["string", "integer", "null"]},
+        "pipelineLabel": {"type": ["string", "null"]},
+        "startDate": {"type": ["string", "integer", "null"]},
+        "closedDate": {"type": ["string", "integer", "null"]},
+        "ownerName": {"type": ["string", "null"]},
+        "ownerEmail": {"type": ["string", "null"]},
+        "ownerId": {"type": ["string", "integer", "null"]},
+        "dealCurrencyCode": {"type": ["string", "null"]},
+        "associatedAccounts": {"type": ["array", "null"], "items": {"type": "object"}},
+    },
+}
+# Pipelines arrive in several shapes; an open schema lets each test send its own.
+DEAL_STAGES_SCHEMA: dict[str, Any] = {"type": "object", "properties": {}}
+
+
+def schema(stream: str, body: dict[str, Any] | None = None, keys: list[str] | None = None) -> dict:
+    if body is None:
+        body = DEALS_SCHEMA if stream == "deals" else DEAL_STAGES_SCHEMA
+    return {"type": "SCHEMA", "stream": stream, "schema": body, "key_properties": keys or []}
+
+
+def record(stream: str, data: dict[str, Any]) -> dict:
+    return {"type": "RECORD", "stream": stream, "record": data}
+
+
+def state(value: Any) -> dict:
+    return {"type": "STATE", "value": value}
+
+
+def deal(n: int | str, **fields: Any) -> dict[str, Any]:
+    return {"externalDealId": f"deal-{n}", "name": f"Deal {n}", **fields}
+
+
+def deals_messages(deals: list[dict[str, Any]]) -> list[dict]:
+    return [schema("deals"), *(record("deals", d) for d in deals)]
+
+
+def pipeline(pid: str, stages: int = 2, label: str | None = None) -> dict[str, Any]:
+    return {
+        "pipelineId": pid,
+        "pipelineLabel": label or f"Pipeline {pid}",
+        "stages": [{"stageId": f"{pid}-s{i}", "stageLabel": f"Stage {i}"} for i in range(stages)],
+    }
+
+
+def to_lines(messages: list[dict | str]) -> str:
+    return "".join((m if isinstance(m, str) else serialize_json(m)) + "\n" for m in messages)
+
+
+def config_for(emulator: Any, **extra: Any) -> dict[str, Any]:
+    return {
+        "api_key": emulator.api_key,
+        "api_url": emulator.url,
+        "retry_initial_delay": 0.01,
+        **extra,
+    }
+
+
+@dataclass
+class Outcome:
+    exit_code: int
+    states: list[Any] = field(default_factory=list)
+    log: str = ""
+
+
+def run_in_process(config: dict[str, Any], messages: list[dict | str], capsys: Any) -> Outcome:
+    """Run the target in this process, as the CLI does after parsing its arguments."""
+    capsys.readouterr()
+    target = TargetRecotap(config=dict(config))
+    code = target.run(io.StringIO(to_lines(messages)))
+    captured = capsys.readouterr()
+    states = [json.loads(line) for line in captured.out.splitlines() if line.strip()]
+    return Outcome(code, states, captured.err)
+
+
+def run_cli(
+    args: list[str],
+    messages: list[dict | str] | None = None,
+    *,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    timeout: float = 60,
+) -> subprocess.CompletedProcess[str]:
+    """Run ``python -m target_recotap`` as a user would."""
+    return subprocess.run(
+        [sys.executable, "-m", "target_recotap", *args],
+        input=to_lines(messages or []),
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        cwd=cwd,
+        timeout=timeout,
+        check=False,
+    )
+
+
+def write_config(tmp_path: Path, config: dict[str, Any]) -> Path:
+    path = tmp_path / "config.json"
+    path.write_text(json.dumps(config))
+    return path
+
+
+def states_from(stdout: str) -> list[Any]:
+    return [json.loads(line) for line in stdout.splitlines() if line.strip()]

@@ -1,0 +1,80 @@
+"""How the target meets the API's errors: auth, wrong URL, rate limits, outages."""
+
+from __future__ import annotations
+
+import logging
+
+from support import config_for, deal, deals_messages, record, run_in_process, schema, state
+
+from target_recotap.client import RetryPolicy, parse_retry_after
+
+
+def test_wrong_key_fails_at_once_and_says_to_check_api_key(emulator, capsys, caplog):
+    config = config_for(emulator, api_key="not-the-key")
+    outcome = run_in_process(config, [*deals_messages([deal(1)]), state({"s": 1})], capsys)
+    assert outcome.exit_code == 1
+    assert outcome.states == []
+    assert "check the api_key setting" in caplog.text
+    assert "Invalid API key" in caplog.text
+    assert len(emulator.store.requests()) == 1  # never retried
+
+
+def test_wrong_base_url_says_to_check_api_url(emulator, capsys, caplog):
+    config = config_for(emulator, api_url=emulator.url.replace("/api/v1", "/api/v1/crm"))
+    outcome = run_in_process(config, deals_messages([deal(1)]), capsys)
+    assert outcome.exit_code == 1
+    assert "check the api_url setting" in caplog.text
+
+
+def test_429_with_retry_after_is_waited_out(emulator, capsys, caplog):
+    emulator.faults.retry_after = 0
+    emulator.faults.script.extend(["429", "429"])
+    with caplog.at_level(logging.WARNING):
+        outcome = run_in_process(config_for(emulator), deals_messages([deal(1)]), capsys)
+    assert outcome.exit_code == 0
+    assert "deal-1" in emulator.store.deals()
+    assert [r["status"] for r in emulator.store.requests()] == [429, 429, 200]
+    assert "retry 2 of 8" in caplog.text
+
+
+def test_5xx_then_success(emulator, capsys):
+    emulator.faults.script.extend(["500", "502", "503", "504"])
+    outcome = run_in_process(config_for(emulator), deals_messages([deal(1)]), capsys)
+    assert outcome.exit_code == 0
+    assert [r["status"] for r in emulator.store.requests()] == [500, 502, 503, 504, 200]
+
+
+def test_lost_response_is_retried_and_the_upsert_lands_once(emulator, capsys):
+    emulator.faults.script.extend(["lose"])
+    outcome = run_in_process(config_for(emulator), deals_messages([deal(1, amount=3)]), capsys)
+    assert outcome.exit_code == 0
+    assert emulator.store.deals()["deal-1"]["amount"] == 3
+
+
+def test_retries_exhausted_exits_non_zero_without_a_state_ahead_of_the_data(
+    emulator, capsys, caplog
+):
+    messages = [
+        schema("deals"),
+        *[record("deals", deal(n)) for n in range(100)],
+        state({"s": "first batch"}),
+        *[record("deals", deal(n)) for n in range(100, 150)],
+        state({"s": "second batch"}),
+    ]
+    # The first batch goes through; every attempt at the second fails.
+    emulator.faults.script.extend(["ok"] + ["503"] * 4)
+    outcome = run_in_process(config_for(emulator, max_retries=3), messages, capsys)
+    assert outcome.exit_code == 1
+    assert outcome.states == [{"s": "first batch"}]
+    assert "POST /deals failed 4 times" in caplog.text
+    assert "Traceback" not in caplog.text
+
+
+def test_retry_after_in_both_forms():
+    assert parse_retry_after("7") == 7
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470) == 10
+    assert parse_retry_after("soon") is None
+    policy = RetryPolicy(initial_delay=1, max_delay=8)
+    assert policy.delay(1, "3") == 3
+    assert all(0.5 <= policy.delay(1, None) <= 1 for _ in range(20))
+    assert all(4 <= policy.delay(6, None) <= 8 for _ in range(20))

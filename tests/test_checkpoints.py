@@ -1,0 +1,89 @@
+"""A STATE is written only once every record before it is settled, and as soon as it is."""
+
+from __future__ import annotations
+
+from support import config_for, deal, pipeline, record, schema, state, to_lines
+
+from target_recotap.checkpoints import Checkpoints
+from target_recotap.target import TargetRecotap
+
+
+def test_waiting_state_is_written_once_its_records_settle():
+    written = []
+    checkpoints = Checkpoints(written.append)
+    checkpoints.received({"s": 1}, after_record=3)
+    checkpoints.advance(first_unsettled=2)
+    assert written == []
+    checkpoints.advance(first_unsettled=4)
+    assert written == [{"s": 1}]
+
+
+def test_only_the_newest_safe_state_is_written_and_never_twice():
+    written = []
+    checkpoints = Checkpoints(written.append)
+    checkpoints.received({"s": 1}, after_record=1)
+    checkpoints.received({"s": 2}, after_record=2)
+    checkpoints.received({"s": 3}, after_record=9)
+    checkpoints.advance(first_unsettled=5)
+    assert written == [{"s": 2}]
+    # s3 is overtaken by a repeat of s2 before it is safe: s2 stands, nothing to write.
+    checkpoints.received({"s": 2}, after_record=9)
+    checkpoints.advance(first_unsettled=None)
+    assert written == [{"s": 2}]
+    checkpoints.received({"s": 4}, after_record=9)
+    checkpoints.advance(first_unsettled=None)
+    assert written == [{"s": 2}, {"s": 4}]
+
+
+class SnapshotTarget(TargetRecotap):
+    """Records, for each STATE it writes, what the emulator held at that moment."""
+
+    emulator = None
+    snapshots: list
+
+    def _write_state_message(self, state_value):
+        self.snapshots.append((state_value, set(self.emulator.store.deals())))
+        super()._write_state_message(state_value)
+
+
+def run_snapshotting(emulator, messages):
+    SnapshotTarget.emulator = emulator
+    target = SnapshotTarget(config=config_for(emulator))
+    target.snapshots = []
+    import io
+
+    assert target.run(io.StringIO(to_lines(messages))) == 0
+    return target.snapshots
+
+
+def test_each_state_follows_its_batch_and_is_never_ahead_of_the_data(emulator):
+    messages = [schema("deals")]
+    for n in range(300):
+        messages.append(record("deals", deal(n)))
+        if n % 50 == 49:
+            messages.append(state({"after": n}))
+    snapshots = run_snapshotting(emulator, messages)
+    assert [s["after"] for s, _ in snapshots] == [49, 99, 149, 199, 249, 299]
+    for state_value, stored in snapshots:
+        assert {f"deal-{n}" for n in range(state_value["after"] + 1)} <= stored
+    # Written after batches, not held to the end: the first STATE came with 100 deals stored.
+    assert len(snapshots[0][1]) == 100
+
+
+def test_state_after_a_pipeline_waits_for_the_end_of_the_stream(emulator):
+    messages = [
+        schema("deals"),
+        record("deals", deal(1)),
+        state({"s": "after deal 1"}),
+        schema("deal_stages"),
+        record("deal_stages", pipeline("p1")),
+        state({"s": "after pipeline"}),
+        *[record("deals", deal(n)) for n in range(2, 150)],
+        state({"s": "end"}),
+    ]
+    snapshots = run_snapshotting(emulator, messages)
+    # The deals batch at record 101 settles deal 1, but the pipeline (record 2) holds the
+    # rest until the end, when everything is sent.
+    assert [s["s"] for s, _ in snapshots] == ["after deal 1", "end"]
+    assert len(snapshots[0][1]) == 100
+    assert "p1" in emulator.store.pipelines()

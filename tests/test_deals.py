@@ -1,0 +1,119 @@
+"""Deals through the target into the emulator, over a socket."""
+
+from __future__ import annotations
+
+import json
+from decimal import Decimal
+
+from support import (
+    config_for,
+    deal,
+    deals_messages,
+    record,
+    run_in_process,
+    schema,
+)
+
+
+def deal_requests(emulator):
+    return [r for r in emulator.store.requests() if r["endpoint"] == "POST /deals"]
+
+
+def test_deals_arrive_in_batches_of_at_most_100(emulator, capsys):
+    outcome = run_in_process(
+        config_for(emulator), deals_messages([deal(i) for i in range(250)]), capsys
+    )
+    assert outcome.exit_code == 0
+    assert len(emulator.store.deals()) == 250
+    assert [r["items"] for r in deal_requests(emulator)] == [100, 100, 50]
+
+
+def test_batch_size_rows_lowers_the_batch_but_cannot_raise_it(emulator, capsys):
+    run_in_process(
+        config_for(emulator, batch_size_rows=30),
+        deals_messages([deal(i) for i in range(70)]),
+        capsys,
+    )
+    assert [r["items"] for r in deal_requests(emulator)] == [30, 30, 10]
+    emulator.store.reset()
+    run_in_process(
+        config_for(emulator, batch_size_rows=5000),
+        deals_messages([deal(i) for i in range(150)]),
+        capsys,
+    )
+    assert max(r["items"] for r in deal_requests(emulator)) == 100
+
+
+def test_one_deal_per_id_in_a_request_and_the_later_record_wins(emulator, capsys):
+    messages = deals_messages(
+        [deal(1, amount=10), deal(2, amount=20), deal(1, amount=11), deal(1, amount=12)]
+    )
+    outcome = run_in_process(config_for(emulator), messages, capsys)
+    assert outcome.exit_code == 0
+    assert [r["items"] for r in deal_requests(emulator)] == [2]
+    assert emulator.store.deals()["deal-1"]["amount"] == 12
+    assert emulator.store.deal_versions()["deal-1"] == 1
+
+
+def test_across_requests_a_later_version_is_never_overwritten(emulator, capsys):
+    # deal-0 is updated in every batch; the last record must be what Recotap keeps.
+    deals = []
+    for version in range(5):
+        deals.append(deal(0, amount=version))
+        deals.extend(deal(f"{version}-{i}") for i in range(99))
+    run_in_process(config_for(emulator), deals_messages(deals), capsys)
+    assert emulator.store.deals()["deal-0"]["amount"] == 4
+    assert emulator.store.deal_versions()["deal-0"] == 5
+
+
+def test_values_are_converted_as_the_contract_says(emulator, capsys):
+    source = {
+        "external_deal_id": 42,
+        "name": "Converted",
+        "amount": "1234.50",
+        "startDate": "2026-01-15T05:30:00+05:30",
+        "closedDate": 1782777600000,
+        "ownerId": 7,
+        "stageId": 3,
+        "associatedAccounts": [{"external_id": 99, "domain": "acme.com", "name": None}],
+        "_sdc_extracted_at": "2026-01-01T00:00:00Z",
+    }
+    body_schema = {"type": "object", "properties": {}}
+    outcome = run_in_process(
+        config_for(emulator), [schema("deals", body_schema), record("deals", source)], capsys
+    )
+    assert outcome.exit_code == 0
+    assert emulator.store.deals()["42"] == {
+        "externalDealId": "42",
+        "name": "Converted",
+        "amount": 1234.5,
+        "startDate": "2026-01-15T00:00:00Z",
+        "closedDate": "2026-06-30T00:00:00Z",
+        "ownerId": "7",
+        "stageId": "3",
+        "associatedAccounts": [{"externalId": "99", "domain": "acme.com"}],
+    }
+
+
+def test_decimal_amounts_are_sent_exactly(emulator, capsys, tmp_path):
+    # The request body is checked in a dry run: the emulator, like the real service, reads
+    # numbers as doubles, so only the bytes on the wire can show the digits were kept.
+    out = tmp_path / "bodies.jsonl"
+    run_in_process(
+        config_for(emulator, dry_run=True, dry_run_path=str(out)),
+        deals_messages([deal(1, amount=Decimal("98765432109876.01"))]),
+        capsys,
+    )
+    body = json.loads(out.read_text(), parse_float=Decimal)
+    assert body["deals"][0]["amount"] == Decimal("98765432109876.01")
+
+
+def test_null_or_empty_fields_never_blank_what_recotap_holds(emulator, capsys):
+    first = deal(1, ownerName="Jane", stageLabel="Proposal", amount=5)
+    later = deal(1, ownerName=None, stageLabel="", amount=6)
+    run_in_process(config_for(emulator), deals_messages([first]), capsys)
+    run_in_process(config_for(emulator), deals_messages([later]), capsys)
+    stored = emulator.store.deals()["deal-1"]
+    assert stored["ownerName"] == "Jane"
+    assert stored["stageLabel"] == "Proposal"
+    assert stored["amount"] == 6

@@ -1,0 +1,651 @@
+"""Tests of the local Recotap emulator itself, over a real loopback socket."""
+
+from __future__ import annotations
+
+import email.utils
+import json
+import select
+import signal
+import socket
+import subprocess
+import sys
+import time
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import requests
+
+from target_recotap.emulator import EmulatorServer, EmulatorStore, Faults
+from target_recotap.emulator.cli import main
+from target_recotap.emulator.faults import FaultInjector
+
+TIMEOUT = 5
+
+
+# Helpers
+
+
+def deal(external_id: str = "d-1", **fields):
+    return {"externalDealId": external_id, "name": f"Deal {external_id}", **fields}
+
+
+def pipeline(pipeline_id: str, stage_count: int = 2):
+    stages = [{"stageId": f"s{i}", "stageLabel": f"Stage {i}"} for i in range(stage_count)]
+    return {"pipelineId": pipeline_id, "pipelineLabel": pipeline_id.upper(), "stages": stages}
+
+
+def api(emulator, method: str, path: str, *, key: str | None = None, **kwargs):
+    headers = {"X-Api-Key": emulator.api_key if key is None else key, **kwargs.pop("headers", {})}
+    return requests.request(method, emulator.url + path, headers=headers, timeout=TIMEOUT, **kwargs)
+
+
+def post_deals(emulator, deals, **kwargs):
+    return api(emulator, "POST", "/deals", json={"deals": deals}, **kwargs)
+
+
+def post_pipelines(emulator, pipelines, **kwargs):
+    return api(emulator, "POST", "/deal-stages", json={"pipelines": pipelines}, **kwargs)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# Envelope, routing, auth
+
+
+def test_success_envelope_has_documented_fields(emulator):
+    response = post_deals(emulator, [deal("d-1")])
+
+    assert response.status_code == 200
+    body = response.json()
+    assert body["statusCode"] == 200
+    assert body["path"] == "/api/v1/deals"
+    stamp = datetime.fromisoformat(body["timestamp"].replace("Z", "+00:00"))
+    assert stamp.utcoffset() == timedelta(0)
+    assert abs(datetime.now(timezone.utc) - stamp) < timedelta(seconds=30)
+    assert body["data"] == {
+        "results": [{"externalDealId": "d-1", "status": "upserted"}],
+        "summary": {"total": 1, "upserted": 1, "failed": 0},
+    }
+    assert "message" not in body
+
+
+def test_error_envelope_has_message_and_null_data(emulator):
+    body = api(emulator, "POST", "/deals", key="nope", json={"deals": []}).json()
+
+    assert set(body) == {"statusCode", "timestamp", "path", "message", "customMessage", "data"}
+    assert body["data"] is None
+
+
+@pytest.mark.parametrize(
+    ("headers", "custom_message"),
+    [({}, "X-Api-Key header is required"), ({"X-Api-Key": "wrong"}, "Invalid API key")],
+)
+def test_auth_failures_are_401_before_validation(emulator, headers, custom_message):
+    # An invalid body too: the key is checked before the DTO.
+    response = requests.post(
+        f"{emulator.url}/deals", json={"deals": "nope"}, headers=headers, timeout=TIMEOUT
+    )
+
+    assert response.status_code == 401
+    body = response.json()
+    assert body["message"] == "Unauthorized"
+    assert body["customMessage"] == custom_message
+    assert emulator.store.requests()[-1]["status"] == 401
+
+
+def test_unknown_route_is_nestjs_404_without_auth(emulator):
+    response = requests.post(f"{emulator.url}/whatever?x=1", json={}, timeout=TIMEOUT)
+
+    assert response.status_code == 404
+    body = response.json()
+    assert body["message"] == "Cannot POST /api/v1/whatever?x=1"
+    assert body["path"] == "/api/v1/whatever?x=1"
+    assert emulator.store.requests()[-1]["endpoint"] == "POST /whatever"
+
+
+def test_wrong_method_on_known_path_is_404(emulator):
+    response = api(emulator, "DELETE", "/deals")
+
+    assert response.status_code == 404
+    assert response.json()["message"] == "Cannot DELETE /api/v1/deals"
+
+
+def test_trailing_slash_matches_like_express(emulator):
+    assert api(emulator, "POST", "/deals/", json={"deals": [deal()]}).status_code == 200
+
+
+# Body parsing
+
+
+def test_invalid_json_is_400_and_logged(emulator):
+    response = api(
+        emulator,
+        "POST",
+        "/deals",
+        data=b'{"deals": [',
+        headers={"Content-Type": "application/json"},
+    )
+
+    assert response.status_code == 400
+    assert response.json()["message"] == "Bad Request"
+    assert "JSON" in response.json()["customMessage"]
+
+
+def test_non_json_content_type_is_read_as_an_empty_body(emulator):
+    response = api(emulator, "POST", "/deals", data=json.dumps({"deals": [deal()]}))
+
+    assert response.status_code == 400
+    rows = response.json()["data"]
+    assert rows[0]["property"] == "deals"
+    assert rows[0]["constraints"]["isArray"] == "deals must be an array"
+    assert emulator.store.deals() == {}
+
+
+def test_body_over_default_limit_is_413_and_nothing_written(emulator):
+    deals = [deal(f"d-{i}", name="x" * 1100) for i in range(100)]
+    assert len(json.dumps({"deals": deals})) > 102_400
+
+    response = post_deals(emulator, deals)
+
+    assert response.status_code == 413
+    assert response.json()["message"] == "Payload Too Large"
+    assert emulator.store.deals() == {}
+    assert emulator.store.requests()[-1]["items"] == 100
+
+
+def test_body_limit_is_adjustable_at_runtime(emulator):
+    emulator.faults.body_limit = 50
+
+    assert post_deals(emulator, [deal("a-rather-long-external-id")]).status_code == 413
+
+
+# POST /deals: whole-request validation
+
+
+@pytest.mark.parametrize(
+    ("deals", "property_", "constraint", "message"),
+    [
+        (
+            [deal(f"d-{i}") for i in range(101)],
+            "deals",
+            "arrayMaxSize",
+            "deals must contain no more than 100 elements",
+        ),
+        ([], "deals", "arrayNotEmpty", "deals should not be empty"),
+        (
+            [deal("ok"), deal("")],
+            "deals.1.externalDealId",
+            "isNotEmpty",
+            "externalDealId should not be empty",
+        ),
+        (
+            [deal("ok"), deal("ok2"), deal("ok3"), deal("bad", startDate="15/01/2026")],
+            "deals.3.startDate",
+            "isIso8601",
+            "startDate must be a valid ISO 8601 date string",
+        ),
+        (
+            [deal(closedDate="2026-13-01")],
+            "deals.0.closedDate",
+            "isIso8601",
+            "closedDate must be a valid ISO 8601 date string",
+        ),
+        ([deal(foo=1)], "deals.0.foo", "whitelistValidation", "property foo should not exist"),
+        (
+            [deal(amount="75000")],
+            "deals.0.amount",
+            "isNumber",
+            "amount must be a number conforming to the specified constraints",
+        ),
+        ([deal(amount=True)], "deals.0.amount", "isNumber", None),
+        ([deal(name=None)], "deals.0.name", "isString", "name must be a string"),
+        (
+            [deal(associatedAccounts=[{"domain": 5}])],
+            "deals.0.associatedAccounts.0.domain",
+            "isString",
+            "domain must be a string",
+        ),
+    ],
+)
+def test_invalid_deal_request_is_400_with_rows_and_nothing_written(
+    emulator, deals, property_, constraint, message
+):
+    response = post_deals(emulator, deals)
+
+    assert response.status_code == 400
+    body = response.json()
+    assert body["message"] == "Bad Request"
+    rows = {row["property"]: row["constraints"] for row in body["data"]}
+    assert constraint in rows[property_]
+    if message is not None:
+        assert rows[property_][constraint] == message
+    assert emulator.store.deals() == {}
+
+
+def test_unknown_top_level_property_is_400(emulator):
+    response = api(emulator, "POST", "/deals", json={"deals": [deal()], "dryRun": True})
+
+    assert response.status_code == 400
+    assert response.json()["data"] == [
+        {
+            "property": "dryRun",
+            "constraints": {"whitelistValidation": "property dryRun should not exist"},
+        }
+    ]
+
+
+def test_request_log_counts_items_even_when_rejected(emulator):
+    post_deals(emulator, [deal(f"d-{i}") for i in range(101)])
+    post_deals(emulator, [deal("a"), deal("b")])
+
+    log = emulator.store.requests()
+    assert [(r["endpoint"], r["status"], r["items"]) for r in log] == [
+        ("POST /deals", 400, 101),
+        ("POST /deals", 200, 2),
+    ]
+    assert [r["seq"] for r in log] == [1, 2]
+
+
+# POST /deals: per item and upsert
+
+
+def test_bad_owner_email_and_empty_name_fail_only_their_item(emulator):
+    response = post_deals(
+        emulator,
+        [deal("good"), deal("bad-email", ownerEmail="not-an-email"), deal("no-name", name="")],
+    )
+
+    assert response.status_code == 200
+    data = response.json()["data"]
+    assert data["results"] == [
+        {"externalDealId": "good", "status": "upserted"},
+        {"externalDealId": "bad-email", "status": "failed", "error": "ownerEmail must be an email"},
+        {"externalDealId": "no-name", "status": "failed", "error": "name should not be empty"},
+    ]
+    assert data["summary"] == {"total": 3, "upserted": 1, "failed": 2}
+    assert list(emulator.store.deals()) == ["good"]
+
+
+def test_upsert_merges_present_fields_and_null_overwrites(emulator):
+    post_deals(emulator, [deal("d-1", amount=100, stageId="s1", ownerEmail="jane@example.com")])
+    post_deals(emulator, [{"externalDealId": "d-1", "name": "Renamed", "amount": 250}])
+    post_deals(emulator, [{"externalDealId": "d-1", "name": "Renamed", "stageId": None}])
+
+    stored = emulator.store.deals()["d-1"]
+    assert stored == {
+        "externalDealId": "d-1",
+        "name": "Renamed",
+        "amount": 250,
+        "stageId": None,
+        "ownerEmail": "jane@example.com",
+    }
+    assert emulator.store.deal_versions() == {"d-1": 3}
+    assert emulator.store.deal_records()[0]["lastSeq"] == 3
+
+
+def test_duplicate_ids_in_one_request_are_processed_in_order(emulator):
+    response = post_deals(emulator, [deal("d-1", amount=1), deal("d-1", amount=2)])
+
+    assert [r["externalDealId"] for r in response.json()["data"]["results"]] == ["d-1", "d-1"]
+    assert emulator.store.deals()["d-1"]["amount"] == 2
+    assert emulator.store.deal_versions()["d-1"] == 2
+
+
+def test_get_deals_lists_stored_deals_in_envelope(emulator):
+    post_deals(emulator, [deal("a"), deal("b")])
+
+    body = api(emulator, "GET", "/deals").json()
+
+    assert [d["externalDealId"] for d in body["data"]] == ["a", "b"]
+
+
+# POST /deal-stages
+
+
+def test_deal_stages_are_created_and_listed_as_bare_array(emulator):
+    response = post_pipelines(emulator, [pipeline("smb"), pipeline("ent", 3)])
+
+    assert response.status_code == 201
+    assert response.json()["data"] == {
+        "results": [
+            {"pipelineId": "smb", "status": "created"},
+            {"pipelineId": "ent", "status": "created"},
+        ],
+        "summary": {"total": 2, "created": 2},
+    }
+    listed = api(emulator, "GET", "/deal-stages").json()
+    assert listed == [pipeline("smb"), pipeline("ent", 3)]
+    assert list(emulator.store.pipelines()) == ["smb", "ent"]
+
+
+@pytest.mark.parametrize(
+    ("form", "suffix"),
+    [("short", ""), ("long", ". Use the update endpoint to modify existing pipelines.")],
+)
+def test_existing_pipelines_reject_whole_request_with_409(emulator, form, suffix):
+    emulator.faults.conflict_form = form
+    post_pipelines(emulator, [pipeline("a"), pipeline("b"), pipeline("c")])
+
+    response = post_pipelines(emulator, [pipeline("c"), pipeline("new"), pipeline("a")])
+
+    assert response.status_code == 409
+    body = response.json()
+    assert body["message"] == "Conflict"
+    assert body["customMessage"] == "Pipeline(s) already exist: c, a" + suffix
+    assert body["data"] is None
+    assert list(emulator.store.pipelines()) == ["a", "b", "c"]
+
+
+def test_unreadable_conflict_form_names_no_ids(emulator):
+    emulator.faults.conflict_form = "unreadable"
+    post_pipelines(emulator, [pipeline("a")])
+
+    response = post_pipelines(emulator, [pipeline("a")])
+
+    assert response.status_code == 409
+    assert response.json()["customMessage"] == "One or more pipelines already exist"
+
+
+@pytest.mark.parametrize(
+    ("pipelines", "property_", "constraint"),
+    [
+        ([pipeline(f"p{i}") for i in range(21)], "pipelines", "arrayMaxSize"),
+        ([pipeline("p"), pipeline("p")], "pipelines", "arrayUnique"),
+        ([pipeline("p", 0)], "pipelines.0.stages", "arrayNotEmpty"),
+        ([{**pipeline("p"), "pipelineLabel": ""}], "pipelines.0.pipelineLabel", "isNotEmpty"),
+        ([{**pipeline("p"), "extra": 1}], "pipelines.0.extra", "whitelistValidation"),
+    ],
+)
+def test_invalid_deal_stages_request_is_400_and_nothing_created(
+    emulator, pipelines, property_, constraint
+):
+    response = post_pipelines(emulator, pipelines)
+
+    assert response.status_code == 400
+    rows = {row["property"]: row["constraints"] for row in response.json()["data"]}
+    assert constraint in rows[property_]
+    assert emulator.store.pipelines() == {}
+
+
+def test_too_many_pipelines_message(emulator):
+    rows = post_pipelines(emulator, [pipeline(f"p{i}") for i in range(21)]).json()["data"]
+
+    assert (
+        rows[0]["constraints"]["arrayMaxSize"] == "pipelines must contain no more than 20 elements"
+    )
+
+
+# Faults
+
+
+def test_random_429_carries_retry_after_seconds(emulator):
+    emulator.faults.rate_429 = 1.0
+    emulator.faults.retry_after = 0
+
+    response = post_deals(emulator, [deal()], key="wrong")  # faults come before auth
+
+    assert response.status_code == 429
+    assert response.headers["Retry-After"] == "0"
+    assert response.json()["message"] == "Too Many Requests"
+    assert emulator.store.deals() == {}
+
+
+def test_429_retry_after_as_http_date(emulator):
+    emulator.faults.update({"rate_429": 1.0, "retry_after": 5, "retry_after_http_date": True})
+
+    response = post_deals(emulator, [deal()])
+
+    assert response.status_code == 429
+    when = email.utils.parsedate_to_datetime(response.headers["Retry-After"])
+    delay = (when - datetime.now(timezone.utc)).total_seconds()
+    assert 3 <= delay <= 6
+
+
+def test_scripted_outcomes_are_consumed_one_per_request(emulator):
+    emulator.faults.script.extend(["503", "500", "ok"])
+
+    statuses = [post_deals(emulator, [deal(f"d-{i}")]).status_code for i in range(4)]
+
+    assert statuses == [503, 500, 200, 200]
+    assert list(emulator.store.deals()) == ["d-2", "d-3"]
+    assert emulator.faults.script == []
+    assert emulator.store.stats()["serverErrors"] == 2
+
+
+def test_error_rate_answers_5xx_before_any_write(emulator):
+    emulator.faults.error_rate = 1.0
+
+    statuses = {post_deals(emulator, [deal(f"d-{i}")]).status_code for i in range(8)}
+
+    assert statuses <= {500, 502, 503, 504}
+    assert emulator.store.deals() == {}
+
+
+def test_lost_response_after_write(emulator):
+    emulator.faults.script.append("lose")
+
+    with pytest.raises(requests.ConnectionError):
+        post_deals(emulator, [deal("d-1")])
+
+    assert "d-1" in emulator.store.deals()
+    last = emulator.store.requests()[-1]
+    assert last["lost"] is True
+    assert last["status"] == 200
+    assert emulator.store.stats()["lost"] == 1
+    # The server keeps answering afterwards.
+    assert post_deals(emulator, [deal("d-2")]).status_code == 200
+
+
+def test_lose_rate_spares_reads(emulator):
+    emulator.faults.lose_rate = 1.0
+
+    assert api(emulator, "GET", "/deal-stages").status_code == 200
+    with pytest.raises(requests.ConnectionError):
+        post_pipelines(emulator, [pipeline("p")])
+    assert list(emulator.store.pipelines()) == ["p"]
+
+
+def test_latency_delays_api_answers(emulator):
+    emulator.faults.latency_ms = 300
+
+    started = time.monotonic()
+    api(emulator, "GET", "/deal-stages")
+
+    assert time.monotonic() - started >= 0.3
+
+
+def test_rate_limit_answers_429_over_limit_then_recovers(emulator):
+    emulator.faults.rate_limit = 2
+
+    statuses = [api(emulator, "GET", "/deal-stages").status_code for _ in range(5)]
+    assert statuses[:2] == [200, 200]
+    assert statuses[2:] == [429, 429, 429]
+    time.sleep(0.6)
+
+    response = api(emulator, "GET", "/deal-stages")
+    assert response.status_code == 200
+    assert emulator.store.stats()["rateLimited"] == 3
+
+
+def test_forced_item_failures_and_dropped_results(emulator):
+    emulator.faults.fail_ids = {"d-2": "owner is archived"}
+    emulator.faults.drop_ids = {"d-3"}
+
+    data = post_deals(emulator, [deal("d-1"), deal("d-2"), deal("d-3")]).json()["data"]
+
+    assert data["results"] == [
+        {"externalDealId": "d-1", "status": "upserted"},
+        {"externalDealId": "d-2", "status": "failed", "error": "owner is archived"},
+    ]
+    assert data["summary"] == {"total": 3, "upserted": 2, "failed": 1}
+    assert set(emulator.store.deals()) == {"d-1", "d-3"}
+
+
+def test_api_key_can_be_rotated_while_running(emulator):
+    old_key = emulator.api_key
+    emulator.api_key = "new-key"
+
+    assert post_deals(emulator, [deal()], key=old_key).json()["customMessage"] == "Invalid API key"
+    assert post_deals(emulator, [deal()], key="new-key").status_code == 200
+
+
+def test_seeded_faults_are_reproducible():
+    def outcomes(seed: int) -> list:
+        injector = FaultInjector(Faults(error_rate=0.3, rate_429=0.2, seed=seed))
+        return [injector.decide(is_write=True) for _ in range(50)]
+
+    assert outcomes(7) == outcomes(7)
+    assert outcomes(7) != outcomes(8)
+
+
+def test_faults_reject_invalid_values():
+    with pytest.raises(ValueError, match="error_rate"):
+        Faults(error_rate=2)
+    with pytest.raises(ValueError, match="script"):
+        Faults(script=["teapot"])
+
+
+# Admin routes
+
+
+def test_admin_faults_can_be_read_and_changed(emulator):
+    admin = emulator.admin_url
+
+    changed = requests.put(
+        f"{admin}/faults",
+        json={"error_rate": 0.5, "script": ["429"], "drop_ids": ["x"]},
+        timeout=TIMEOUT,
+    )
+    rejected = requests.put(f"{admin}/faults", json={"error_rate": 7}, timeout=TIMEOUT)
+
+    assert changed.status_code == 200
+    assert changed.json()["error_rate"] == 0.5
+    assert emulator.faults.script == ["429"]
+    assert emulator.faults.drop_ids == {"x"}
+    assert changed.json()["drop_ids"] == ["x"]
+    assert rejected.status_code == 400
+    assert requests.get(f"{admin}/faults", timeout=TIMEOUT).json()["error_rate"] == 0.5
+
+
+def test_admin_views_stats_and_reset(emulator):
+    post_deals(emulator, [deal("a")])
+    post_pipelines(emulator, [pipeline("p")])
+    api(emulator, "GET", "/deals", key="wrong")
+    admin = emulator.admin_url
+
+    deals = requests.get(f"{admin}/deals", timeout=TIMEOUT).json()
+    pipelines = requests.get(f"{admin}/pipelines", timeout=TIMEOUT).json()
+    stats = requests.get(f"{admin}/stats", timeout=TIMEOUT).json()
+
+    assert deals == [{"externalDealId": "a", "version": 1, "lastSeq": 1, "deal": deal("a")}]
+    assert pipelines == [pipeline("p")]
+    assert stats["byEndpoint"] == {
+        "POST /deals": {"200": 1},
+        "POST /deal-stages": {"201": 1},
+        "GET /deals": {"401": 1},
+    }
+    assert stats["requests"] == 3
+
+    assert requests.post(f"{admin}/reset", timeout=TIMEOUT).status_code == 200
+    assert emulator.store.deals() == {}
+    assert emulator.store.pipelines() == {}
+    assert emulator.store.requests() == []
+
+
+# Python API details
+
+
+def test_server_refuses_non_loopback_host():
+    with pytest.raises(ValueError, match="loopback"):
+        EmulatorServer(host="0.0.0.0")
+
+
+def test_file_store_persists_across_instances(tmp_path):
+    path = tmp_path / "emulator.sqlite"
+    store = EmulatorStore(path)
+    store.upsert_deals([deal("d-1")], seq=1)
+    store.close()
+
+    reopened = EmulatorStore(path)
+    try:
+        assert reopened.deals() == {"d-1": deal("d-1")}
+    finally:
+        reopened.close()
+
+
+# CLI
+
+
+def test_cli_show_lists_a_file_database(tmp_path, capsys):
+    path = tmp_path / "emulator.sqlite"
+    store = EmulatorStore(path)
+    store.upsert_deals([deal("d-1", amount=75000), deal("d-2")], seq=4)
+    store.create_pipelines([pipeline("smb")])
+    store.close()
+
+    assert main(["show", "deals", "--db", str(path)]) == 0
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == [
+        "externalDealId",
+        "name",
+        "amount",
+        "stageId",
+        "pipelineId",
+        "closedDate",
+        "ownerEmail",
+        "version",
+        "lastSeq",
+    ]
+    assert table[2].split() == ["d-1", "Deal", "d-1", "75000", "1", "4"]
+    assert len(table) == 4
+
+    assert main(["show", "pipelines", "--db", str(path), "--json"]) == 0
+    assert json.loads(capsys.readouterr().out) == [pipeline("smb")]
+
+
+def test_cli_show_reports_missing_database(tmp_path, capsys):
+    assert main(["show", "deals", "--db", str(tmp_path / "absent.sqlite")]) == 2
+    assert "no database file" in capsys.readouterr().err
+
+
+def test_cli_refuses_non_loopback_host(capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["--host", "0.0.0.0"])
+
+    assert exit_info.value.code == 2
+    assert "loopback" in capsys.readouterr().err
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uses select() on a pipe and SIGTERM")
+def test_cli_serve_answers_and_stops_on_sigterm(tmp_path, capsys):
+    path = tmp_path / "served.sqlite"
+    port = free_port()
+    command = [sys.executable, "-m", "target_recotap.emulator", "--port", str(port)]
+    command += ["--db", str(path), "--api-key", "cli-key", "--quiet"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        ready, _, _ = select.select([process.stdout], [], [], 10)
+        assert ready, "the emulator printed nothing within 10 s"
+        banner = process.stdout.readline()
+        base_url = f"http://127.0.0.1:{port}/api/v1"
+        assert base_url in banner
+        assert "cli-key" in banner
+
+        response = requests.post(
+            f"{base_url}/deals",
+            json={"deals": [deal("from-cli")]},
+            headers={"X-Api-Key": "cli-key"},
+            timeout=TIMEOUT,
+        )
+        assert response.status_code == 200
+    finally:
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=10)
+
+    assert process.returncode == 0, stderr
+    assert main(["show", "deals", "--db", str(path)]) == 0
+    assert "from-cli" in capsys.readouterr().out
