@@ -40,8 +40,9 @@ def main() -> int:
                 check=False,
             )
         for line in run.stderr.splitlines():
-            if "| target-recotap" in line:
-                print("  " + line.split("| ", 2)[-1].strip())
+            parts = [part.strip() for part in line.split("|", 3)]
+            if len(parts) == 4 and parts[2] == "target-recotap":
+                print(f"  {parts[1]:<8} {parts[3]}")
         print(f"exit code {run.returncode}\n")
 
         print("Deals in Recotap (emulator):")

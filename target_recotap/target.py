@@ -119,6 +119,7 @@ class TargetRecotap(Target):
             if record is None:
                 continue
             sink = self.get_sink(stream_map.stream_alias, record=record)
+            sink._singer_validate_message(record)  # a key property missing breaks the spec
             sink.accept(record, received)  # type: ignore[attr-defined]
             sink.record_counter_metric.increment()
             if sink.is_full:
