@@ -10,10 +10,16 @@ from __future__ import annotations
 import datetime as dt
 import math
 import re
+import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
+
+if sys.version_info < (3, 11):  # 3.10's own fromisoformat reads only what isoformat writes
+    from backports.datetime_fromisoformat import datetime_fromisoformat
+else:
+    datetime_fromisoformat = dt.datetime.fromisoformat
 
 JSONNumber = int | float | Decimal
 
@@ -148,7 +154,7 @@ def _parse_date_text(text: str, field_name: str) -> dt.datetime:
     try:
         if len(iso) == 10:
             return dt.datetime.combine(dt.date.fromisoformat(iso), dt.time())
-        return dt.datetime.fromisoformat(iso.replace(" ", "T", 1))
+        return datetime_fromisoformat(iso.replace(" ", "T", 1))
     except ValueError:
         raise InvalidRecord(f"{field_name} {_clip(text)!r} is not an ISO 8601 date") from None
 

@@ -85,6 +85,12 @@ class TargetRecotap(Target):
             ),
         )
 
+    @classmethod
+    def append_builtin_config(cls, config_jsonschema: dict) -> None:
+        super().append_builtin_config(config_jsonschema)
+        # The API fixes how data loads (deals upsert, pipelines are created once): no choice.
+        config_jsonschema["properties"].pop("load_method", None)
+
     # Streams ------------------------------------------------------------------------------
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
