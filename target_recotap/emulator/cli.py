@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import signal
 import sys
 import time
@@ -15,7 +16,7 @@ from target_recotap.emulator.server import DEFAULT_API_KEY, EmulatorServer, is_l
 from target_recotap.emulator.store import MEMORY, EmulatorStore
 
 if TYPE_CHECKING:
-    from collections.abc import Sequence
+    from collections.abc import Callable, Sequence
     from types import FrameType
 
 COMMANDS = ("serve", "show")
@@ -25,39 +26,25 @@ MAX_CELL = 40
 # Argument types
 
 
-def _share(text: str) -> float:
-    value = float(text)
-    if not 0 <= value <= 1:
-        raise argparse.ArgumentTypeError(f"{text} is not between 0 and 1")
-    return value
+def _ranged(
+    kind: Callable[[str], float], low: float, high: float, meaning: str
+) -> Callable[[str], Any]:
+    """An argparse type: ``kind`` of the text, refused outside ``low``..``high``."""
+
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if not low <= value <= high:
+            raise argparse.ArgumentTypeError(f"{text} is not {meaning}")
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    value = int(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
-
-
-def _positive_int(text: str) -> int:
-    value = int(text)
-    if value <= 0:
-        raise argparse.ArgumentTypeError(f"{text} is not positive")
-    return value
-
-
-def _non_negative_float(text: str) -> float:
-    value = float(text)
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text} is negative")
-    return value
-
-
-def _port(text: str) -> int:
-    value = int(text)
-    if not 0 <= value <= 65535:
-        raise argparse.ArgumentTypeError(f"{text} is not a TCP port")
-    return value
+_share = _ranged(float, 0, 1, "between 0 and 1")
+_non_negative_int = _ranged(int, 0, math.inf, "zero or more")
+_positive_int = _ranged(int, 1, math.inf, "positive")
+_non_negative_float = _ranged(float, 0, math.inf, "zero or more")
+_port = _ranged(int, 0, 65535, "a TCP port")
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import threading
 from typing import TYPE_CHECKING
 
@@ -11,21 +10,12 @@ from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
 from target_recotap.emulator.app import ADMIN_PATH, BASE_PATH, LOST_RESPONSE_KEY, EmulatorApp
 from target_recotap.emulator.faults import Faults
 from target_recotap.emulator.store import EmulatorStore
+from target_recotap.settings import is_loopback
 
 if TYPE_CHECKING:
     from types import TracebackType
 
 DEFAULT_API_KEY = "emulator-key"
-
-
-def is_loopback(host: str) -> bool:
-    """True for "localhost" and loopback IP addresses (127.0.0.0/8, ::1)."""
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 class _RequestHandler(WSGIRequestHandler):
