@@ -24,6 +24,8 @@ class LineCountingReader(SingerReader):
             raise InvalidInputLine(
                 f"not a JSON message ({exc.msg} at column {exc.colno})"
             ) from None
+        except RecursionError:
+            raise InvalidInputLine("a JSON message nested too deeply to read") from None
         if not isinstance(message, dict):
             raise InvalidInputLine("not a JSON object")
         return message

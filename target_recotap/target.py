@@ -5,7 +5,6 @@ from __future__ import annotations
 import copy
 import signal
 import sys
-import time
 from collections import defaultdict
 from typing import IO, TYPE_CHECKING, Any
 
@@ -70,7 +69,7 @@ class TargetRecotap(Target):
         self.checkpoints = Checkpoints(self._write_state_message)
         self.stream_stats: defaultdict[str, StreamStats] = defaultdict(StreamStats)
         self._records_read = 0
-        self._started = time.monotonic()
+        self.input_finished = False
 
     def _make_client(self) -> RecotapClient:
         if self.config.get("dry_run"):
@@ -138,6 +137,14 @@ class TargetRecotap(Target):
         self.checkpoints.received(message_dict["value"], after_record=self._records_read)
         self._checkpoint()
 
+    def _process_activate_version_message(self, message_dict: dict) -> None:
+        self._assert_line_requires(message_dict, requires={"stream", "version"})
+        # Recotap has no table versions to switch: deals are upserted one by one.
+        self.logger.debug("ACTIVATE_VERSION for %r ignored", message_dict["stream"])
+
+    def _process_batch_message(self, message_dict: dict) -> None:
+        raise InputError("BATCH messages are not supported: run the tap without batch mode")
+
     def _checkpoint(self) -> None:
         """Write the newest STATE whose records are all settled."""
         positions = [
@@ -148,6 +155,7 @@ class TargetRecotap(Target):
         self.checkpoints.advance(min(positions, default=None))
 
     def process_endofpipe(self) -> None:
+        self.input_finished = True
         super().process_endofpipe()
         self._checkpoint()
 
@@ -178,6 +186,7 @@ class TargetRecotap(Target):
             line = self.message_reader.line_number
             self.logger.error("Input line %d: %s", line, _first_sentence(exc))
             # What was read before the bad line is still delivered and checkpointed.
+            self.input_finished = True
             self.drain_all()
             self._checkpoint()
             return EXIT_FAILED

@@ -128,3 +128,34 @@ def write_config(tmp_path: Path, config: dict[str, Any]) -> Path:
 
 def states_from(stdout: str) -> list[Any]:
     return [json.loads(line) for line in stdout.splitlines() if line.strip()]
+
+
+class LiveTarget:
+    """``python -m target_recotap`` fed line by line, for tests that act in the middle of a run."""
+
+    def __init__(self, config_path: Path, env: dict[str, str] | None = None) -> None:
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "target_recotap", "--config", str(config_path)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+
+    def send(self, messages: list[dict | str]) -> None:
+        assert self.process.stdin is not None
+        self.process.stdin.write(to_lines(messages))
+        self.process.stdin.flush()
+
+    def next_state(self) -> Any:
+        """Wait for the next STATE line on stdout."""
+        assert self.process.stdout is not None
+        line = self.process.stdout.readline()
+        assert line, "the target ended without writing another STATE"
+        return json.loads(line)
+
+    def finish(self, timeout: float = 60) -> tuple[int, list[Any], str]:
+        """Close stdin and wait; return the exit code, the STATEs not yet read, and the log."""
+        out, err = self.process.communicate(timeout=timeout)
+        return self.process.returncode, states_from(out), err

@@ -500,6 +500,7 @@ class EmulatorApp:
 
     def _push_deals(self, request: Request, body: dict[str, Any], seq: int) -> Response:
         _require_valid(body, PUSH_DEALS)
+        self._apply_refusals(body["deals"], "deals", "externalDealId")
         results: list[dict[str, Any]] = []
         accepted: list[dict[str, Any]] = []
         for deal in body["deals"]:
@@ -521,12 +522,22 @@ class EmulatorApp:
         results = [r for r in results if r["externalDealId"] not in dropped]
         return _success(request, 200, {"results": results, "summary": summary})
 
+    def _apply_refusals(self, items: list[dict[str, Any]], key: str, id_field: str) -> None:
+        rows = [
+            _row(f"{key}.{index}.{id_field}", {"isRefused": self.faults.refuse_ids[item[id_field]]})
+            for index, item in enumerate(items)
+            if item[id_field] in self.faults.refuse_ids
+        ]
+        if rows:
+            raise ApiError(400, data=rows)
+
     def _list_deals(self, request: Request, body: dict[str, Any], seq: int) -> Response:
         return _success(request, 200, list(self.store.deals().values()))
 
     def _push_deal_stages(self, request: Request, body: dict[str, Any], seq: int) -> Response:
         _require_valid(body, PUSH_DEAL_STAGES)
         pipelines = body["pipelines"]
+        self._apply_refusals(pipelines, "pipelines", "pipelineId")
         conflicts = self.store.create_pipelines(pipelines)
         if conflicts:
             raise ApiError(

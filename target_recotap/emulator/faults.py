@@ -35,6 +35,8 @@ class Faults:
     probabilities between 0 and 1, drawn per request from an RNG seeded with `seed`.
     `fail_ids` fails the named deals with the given error; `drop_ids` leaves the named deals
     out of the `results` of POST /deals (they are still processed and counted in the summary).
+    `refuse_ids` (an externalDealId or pipelineId to a message) makes any request holding one
+    of them a whole-request 400, as a validation rule the client does not know would.
     """
 
     latency_ms: int = 0
@@ -50,6 +52,7 @@ class Faults:
     script: list[str] = field(default_factory=list)
     fail_ids: dict[str, str] = field(default_factory=dict)
     drop_ids: set[str] = field(default_factory=set)
+    refuse_ids: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Reject values the emulator could not act on; accept any list of IDs as `drop_ids`."""
@@ -119,6 +122,10 @@ def _problems(faults: Faults) -> list[str]:
         isinstance(key, str) and isinstance(error, str) for key, error in faults.fail_ids.items()
     ):
         problems.append("fail_ids must map externalDealId strings to error strings")
+    if not isinstance(faults.refuse_ids, dict) or not all(
+        isinstance(key, str) and isinstance(rule, str) for key, rule in faults.refuse_ids.items()
+    ):
+        problems.append("refuse_ids must map ID strings to message strings")
     if not isinstance(faults.drop_ids, (set, frozenset, list, tuple)) or not all(
         isinstance(key, str) for key in faults.drop_ids
     ):

@@ -53,6 +53,7 @@ class RecotapSink(BatchSink, abc.ABC):
             RecordValidator(schema) if target.config.get("validate_records", True) else None
         )
         super().__init__(target, stream_name, schema, key_properties)
+        self.target = target
         self.client = target.client
         self.rejects = target.rejects
         self.stats = target.stream_stats[stream_name]
@@ -74,14 +75,15 @@ class RecotapSink(BatchSink, abc.ABC):
         """Take one record: buffer it, or reject it with the reason."""
         self.stats.received += 1
         self.tally_record_read()
-        problem = self._record_validator and self._record_validator.problem(record)
-        if problem:
-            self.reject([received], problem)
-            return
         try:
+            problem = self._record_validator and self._record_validator.problem(record)
+            if problem:
+                raise InvalidRecord(problem)
             self.add(record, received)
         except InvalidRecord as exc:
             self.reject([received], str(exc))
+        except RecursionError:
+            self.reject([received], "the record is nested too deeply to read")
 
     def reject(self, sources: Sequence[Received], reason: str) -> None:
         for received in sources:

@@ -1,7 +1,8 @@
 """The deal_stages stream: pipelines with their stages through POST /deal-stages.
 
 The endpoint is create-only, so a pipeline is sent once all its stages are known: when the
-sink is drained in full (the end of the input, or the SDK's periodic full drain).
+input ends (or stops at a bad line). The SDK's periodic full drains leave pipelines waiting:
+a pipeline sent early could never get the stages that arrive after it.
 """
 
 from __future__ import annotations
@@ -58,6 +59,8 @@ class DealStagesSink(RecotapSink):
             self._first_unsettled = received.position
 
     def process_batch(self, context: dict) -> None:
+        if not self.target.input_finished:
+            return
         drafts, self._drafts = self._drafts, {}
         ready = []
         for pipeline_id, draft in drafts.items():

@@ -1,0 +1,76 @@
+"""Failures in the middle of a run: a signal, a revoked key, a second run at the same time."""
+
+from __future__ import annotations
+
+import concurrent.futures
+import signal
+import time
+
+from support import (
+    LiveTarget,
+    config_for,
+    deal,
+    pipeline,
+    record,
+    run_cli,
+    schema,
+    state,
+    states_from,
+    write_config,
+)
+
+
+def batch(start, count=100):
+    return [record("deals", deal(n)) for n in range(start, start + count)]
+
+
+def test_sigterm_stops_sending_and_writes_no_state_beyond_what_is_settled(emulator, tmp_path):
+    emulator.faults.latency_ms = 1500
+    target = LiveTarget(write_config(tmp_path, config_for(emulator)))
+    target.send([schema("deals"), *batch(0), state({"s": "A"})])
+    assert target.next_state() == {"s": "A"}
+    target.send([*batch(100), state({"s": "B"}), *batch(200, 10)])
+    time.sleep(0.5)  # the second batch is now in flight
+    target.process.send_signal(signal.SIGTERM)
+    code, states, log = target.finish()
+    assert code == 1
+    assert states == []
+    assert "Stopped by SIGTERM" in log
+    assert "run again to finish from the last STATE written" in log
+    assert "Traceback" not in log
+
+
+def test_key_revoked_mid_run_stops_with_a_clear_message(emulator, tmp_path):
+    target = LiveTarget(write_config(tmp_path, config_for(emulator)))
+    target.send([schema("deals"), *batch(0), state({"s": "A"})])
+    assert target.next_state() == {"s": "A"}
+    emulator.api_key = "a-new-key-was-issued"
+    target.send([*batch(100), state({"s": "B"})])
+    code, states, log = target.finish()
+    assert code == 1
+    assert states == []
+    assert "Recotap refused the API key (401 Invalid API key): check the api_key setting" in log
+    assert len(emulator.store.deals()) == 100
+
+
+def test_two_runs_at_once_against_one_account_both_succeed(emulator, tmp_path):
+    messages = [
+        schema("deal_stages"),
+        *[record("deal_stages", pipeline(f"p{i}")) for i in range(30)],
+        schema("deals"),
+        *batch(0, 300),
+        state({"s": "end"}),
+    ]
+    config = write_config(tmp_path, config_for(emulator))
+    with concurrent.futures.ThreadPoolExecutor(2) as pool:
+        runs = list(pool.map(lambda _: run_cli(["--config", str(config)], messages), range(2)))
+    for run in runs:
+        assert run.returncode == 0, run.stderr
+        assert states_from(run.stdout) == [{"s": "end"}]
+    assert len(emulator.store.pipelines()) == 30
+    assert len(emulator.store.deals()) == 300
+    # Each pipeline was created by one run and found existing by the other.
+    created = [int(r.stderr.split("created ")[1].split(",")[0]) for r in runs]
+    skipped = [int(r.stderr.split("skipped as existing ")[1].split(",")[0]) for r in runs]
+    assert sum(created) == 30
+    assert sum(skipped) == 30

@@ -1,0 +1,75 @@
+"""When the API refuses a whole request anyway: find the records to blame, send the rest."""
+
+from __future__ import annotations
+
+import json
+
+from support import config_for, deal, deals_messages, pipeline, record, run_in_process, schema
+
+from target_recotap.rejects import REJECTION_KEY
+
+
+def rejected_reasons(path):
+    return {
+        (m["record"].get("externalDealId") or m["record"].get("pipelineId")): m[REJECTION_KEY][
+            "reason"
+        ]
+        for m in map(json.loads, path.read_text().splitlines())
+        if m["type"] == "RECORD"
+    }
+
+
+def test_a_400_batch_is_split_down_to_the_deals_to_blame(emulator, capsys, tmp_path):
+    dead_letter = tmp_path / "rejected.jsonl"
+    emulator.faults.refuse_ids = {"deal-17": "a rule we did not know", "deal-60": "another"}
+    outcome = run_in_process(
+        config_for(emulator, dead_letter_path=str(dead_letter), max_rejected_records=2),
+        deals_messages([deal(n) for n in range(100)]),
+        capsys,
+    )
+    assert outcome.exit_code == 0
+    assert len(emulator.store.deals()) == 98
+    assert rejected_reasons(dead_letter) == {
+        "deal-17": "Recotap refused it: deals.0.externalDealId: a rule we did not know",
+        "deal-60": "Recotap refused it: deals.0.externalDealId: another",
+    }
+    # Halving: far fewer requests than one per deal.
+    assert len(emulator.store.requests()) < 30
+
+
+def test_a_413_batch_is_split_until_it_fits(emulator, capsys):
+    emulator.faults.body_limit = 20_000
+    deals = [deal(n, ownerName="x" * 500) for n in range(100)]
+    outcome = run_in_process(config_for(emulator), deals_messages(deals), capsys)
+    assert outcome.exit_code == 0
+    assert len(emulator.store.deals()) == 100
+    statuses = [r["status"] for r in emulator.store.requests()]
+    assert 413 in statuses
+    assert statuses.count(200) >= 4
+
+
+def test_a_deal_too_large_on_its_own_is_rejected(emulator, capsys, tmp_path):
+    dead_letter = tmp_path / "rejected.jsonl"
+    emulator.faults.body_limit = 5_000
+    deals = [deal(1), deal(2, name="y" * 10_000), deal(3)]
+    outcome = run_in_process(
+        config_for(emulator, dead_letter_path=str(dead_letter), max_rejected_records=1),
+        deals_messages(deals),
+        capsys,
+    )
+    assert outcome.exit_code == 0
+    assert set(emulator.store.deals()) == {"deal-1", "deal-3"}
+    assert "too large" in rejected_reasons(dead_letter)["deal-2"]
+
+
+def test_a_400_pipeline_request_is_split_down_to_one_pipeline(emulator, capsys, tmp_path):
+    dead_letter = tmp_path / "rejected.jsonl"
+    emulator.faults.refuse_ids = {"p7": "stage labels must be unique"}
+    outcome = run_in_process(
+        config_for(emulator, dead_letter_path=str(dead_letter), max_rejected_records=1),
+        [schema("deal_stages"), *[record("deal_stages", pipeline(f"p{i}")) for i in range(20)]],
+        capsys,
+    )
+    assert outcome.exit_code == 0
+    assert len(emulator.store.pipelines()) == 19
+    assert "stage labels must be unique" in rejected_reasons(dead_letter)["p7"]
