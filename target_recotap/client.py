@@ -13,10 +13,11 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 import requests
-import simplejson
 
 from target_recotap import __version__
+from target_recotap.flow import Throttle
 
 logger = logging.getLogger("target-recotap.client")
 
@@ -141,10 +142,12 @@ class RecotapClient:
         *,
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
+        throttle: Throttle | None = None,
     ) -> None:
         self.base_url = api_url.rstrip("/")
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
+        self.throttle = throttle or Throttle(1)
         self._session = requests.Session()
         self._session.headers.update(
             {
@@ -184,17 +187,20 @@ class RecotapClient:
         what = f"POST {path}"
         retries = 0
         while True:
-            if self._stopping.is_set():
+            if not self.throttle.wait_turn(self._stopping):
                 raise Stopped(f"{what} not sent: the run is stopping")
             started = time.monotonic()
             try:
                 response = self._send(path, data)
             except (requests.ConnectionError, requests.Timeout) as exc:
-                failure, retry_after = _connection_failure(exc), None
+                failure, status, retry_after = _connection_failure(exc), None, None
             else:
-                if response.status_code not in RETRIABLE_STATUSES:
+                status = response.status_code
+                if status not in RETRIABLE_STATUSES:
+                    if status < 400:
+                        self.throttle.on_success()
                     return Reply(self._payload(what, response), retries)
-                failure = f"{response.status_code} {_summary(response)}"
+                failure = f"{status} {_summary(response)}"
                 retry_after = response.headers.get("Retry-After")
             finally:
                 self._count(path, time.monotonic() - started, is_retry=retries > 0)
@@ -206,6 +212,10 @@ class RecotapClient:
                 )
             retries += 1
             wait = self.retry.delay(retries, retry_after)
+            if status == 429:
+                self.throttle.on_throttled(wait)
+            else:
+                self.throttle.on_failure()
             logger.warning(
                 "%s: %s; retry %d of %d in %.1f s",
                 what,
@@ -292,9 +302,12 @@ def conflicting_pipeline_ids(message: str | None, sent_ids: list[str]) -> set[st
     return found
 
 
+_encoder = msgspec.json.Encoder(decimal_format="number")
+
+
 def encode_json(body: dict[str, Any]) -> bytes:
-    """Compact UTF-8 JSON; Decimals are written exactly as they are."""
-    return simplejson.dumps(body, use_decimal=True, separators=(",", ":")).encode()
+    """Compact UTF-8 JSON; Decimals are written as numbers, digit for digit."""
+    return _encoder.encode(body)
 
 
 def _json_or_none(response: requests.Response) -> Any:

@@ -77,6 +77,8 @@ def pick(record: Mapping[str, Any], names: tuple[str, ...]) -> Any:
 def to_text(value: Any, field_name: str) -> str:
     """A string field's value as a string: integer IDs become their digits."""
     if isinstance(value, str):
+        if not value.isascii():
+            _require_utf8(value, field_name)
         return value
     if isinstance(value, bool):
         raise InvalidRecord(f"{field_name} must be a string, got a boolean")
@@ -87,6 +89,13 @@ def to_text(value: Any, field_name: str) -> str:
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     raise InvalidRecord(f"{field_name} must be a string, got {_describe(value)}")
+
+
+def _require_utf8(text: str, field_name: str) -> None:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        raise InvalidRecord(f"{field_name} holds a lone surrogate, which is not text") from None
 
 
 def to_amount(value: Any) -> JSONNumber:

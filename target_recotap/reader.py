@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import json
+from decimal import Decimal
 
+import msgspec
 from singer_sdk.io_base import SingerReader
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.singerlib.json import deserialize_json
+
+# Numbers with a fraction become Decimals, as in the SDK's reader: amounts stay exact.
+_decode = msgspec.json.Decoder(float_hook=Decimal).decode
 
 
 class LineCountingReader(SingerReader):
@@ -19,16 +24,24 @@ class LineCountingReader(SingerReader):
     def deserialize_json(self, line: str) -> dict:
         self.line_number += 1
         try:
-            message = deserialize_json(line)
+            message = _decode(line)
+        except (msgspec.DecodeError, RecursionError):
+            # msgspec is stricter than the SDK's reader (e.g. lone surrogates): let that decide.
+            message = self._decode_as_sdk_does(line)
+        if not isinstance(message, dict):
+            raise InvalidInputLine("not a JSON object")
+        return message
+
+    @staticmethod
+    def _decode_as_sdk_does(line: str) -> object:
+        try:
+            return deserialize_json(line)
         except json.JSONDecodeError as exc:
             raise InvalidInputLine(
                 f"not a JSON message ({exc.msg} at column {exc.colno})"
             ) from None
         except RecursionError:
             raise InvalidInputLine("a JSON message nested too deeply to read") from None
-        if not isinstance(message, dict):
-            raise InvalidInputLine("not a JSON object")
-        return message
 
     @staticmethod
     def assert_line_requires(line_dict: dict, requires: set[str]) -> None:

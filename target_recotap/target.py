@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import signal
 import sys
+import threading
 from collections import defaultdict
 from typing import IO, TYPE_CHECKING, Any
 
@@ -21,6 +22,7 @@ from singer_sdk.singerlib.exceptions import InvalidInputLine
 from target_recotap.checkpoints import Checkpoints
 from target_recotap.client import RecotapClient, RecotapError, RetryPolicy
 from target_recotap.dry_run import DryRunClient
+from target_recotap.flow import Dispatcher, Throttle
 from target_recotap.reader import LineCountingReader
 from target_recotap.rejects import Received, RejectLog
 from target_recotap.settings import CONFIG_SCHEMA, config_problems
@@ -64,11 +66,14 @@ class TargetRecotap(Target):
         problems = config_problems(self.config)
         if problems:
             raise ConfigValidationError("Config validation failed", errors=problems)
+        self.throttle = Throttle(int(self.config.get("max_concurrent_requests", 4)))
+        self.dispatcher = Dispatcher(self.throttle)
         self.client = self._make_client()
         self.rejects = RejectLog(self.logger, self.config.get("dead_letter_path"))
         self.checkpoints = Checkpoints(self._write_state_message)
         self.stream_stats: defaultdict[str, StreamStats] = defaultdict(StreamStats)
         self._records_read = 0
+        self._checkpoint_lock = threading.Lock()
         self.input_finished = False
 
     def _make_client(self) -> RecotapClient:
@@ -82,6 +87,7 @@ class TargetRecotap(Target):
                 max_retries=int(self.config.get("max_retries", 8)),
                 initial_delay=float(self.config.get("retry_initial_delay", 1)),
             ),
+            throttle=self.throttle,
         )
 
     @classmethod
@@ -130,12 +136,12 @@ class TargetRecotap(Target):
             if sink.is_full:
                 self.drain_one(sink)
         self._handle_max_record_age()
-        self._checkpoint()
+        self.checkpoint()
 
     def _process_state_message(self, message_dict: dict) -> None:
         self._assert_line_requires(message_dict, requires={"value"})
         self.checkpoints.received(message_dict["value"], after_record=self._records_read)
-        self._checkpoint()
+        self.checkpoint()
 
     def _process_activate_version_message(self, message_dict: dict) -> None:
         self._assert_line_requires(message_dict, requires={"stream", "version"})
@@ -145,19 +151,22 @@ class TargetRecotap(Target):
     def _process_batch_message(self, message_dict: dict) -> None:
         raise InputError("BATCH messages are not supported: run the tap without batch mode")
 
-    def _checkpoint(self) -> None:
-        """Write the newest STATE whose records are all settled."""
-        positions = [
-            position
-            for sink in [*self._sinks_to_clear, *self._sinks_active.values()]
-            if (position := sink.first_unsettled) is not None  # type: ignore[attr-defined]
-        ]
-        self.checkpoints.advance(min(positions, default=None))
+    def checkpoint(self) -> None:
+        """Write the newest STATE whose records are all settled (from any thread)."""
+        with self._checkpoint_lock:
+            sinks = [*self._sinks_to_clear, *self._sinks_active.values()]
+            positions = [
+                position
+                for sink in sinks
+                if (position := sink.first_unsettled) is not None  # type: ignore[attr-defined]
+            ]
+            self.checkpoints.advance(min(positions, default=None))
 
     def process_endofpipe(self) -> None:
         self.input_finished = True
         super().process_endofpipe()
-        self._checkpoint()
+        self.dispatcher.wait_all()
+        self.checkpoint()
 
     # Running ------------------------------------------------------------------------------
 
@@ -166,6 +175,7 @@ class TargetRecotap(Target):
         try:
             return self._run(file_input)
         except RecotapError as exc:
+            self.client.stop()  # requests still in flight give up their retries
             self.logger.error("Stopped: %s. The last STATE written covers what was settled.", exc)
             return EXIT_FAILED
         except RunInterrupted as exc:
@@ -176,6 +186,7 @@ class TargetRecotap(Target):
             )
             return EXIT_FAILED
         finally:
+            self.dispatcher.close()
             self.client.close()
             self._log_summary()
 
@@ -188,7 +199,8 @@ class TargetRecotap(Target):
             # What was read before the bad line is still delivered and checkpointed.
             self.input_finished = True
             self.drain_all()
-            self._checkpoint()
+            self.dispatcher.wait_all()
+            self.checkpoint()
             return EXIT_FAILED
         limit = int(self.config.get("max_rejected_records", 0))
         if self.rejects.total > limit:

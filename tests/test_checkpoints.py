@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import time
+
 from support import config_for, deal, pipeline, record, schema, state, to_lines
 
 from target_recotap.checkpoints import Checkpoints
@@ -46,28 +48,42 @@ class SnapshotTarget(TargetRecotap):
         super()._write_state_message(state_value)
 
 
-def run_snapshotting(emulator, messages):
+def gated_lines(messages, target, gates):
+    """Yield the input lines; before line ``i`` in ``gates``, wait until the target has written
+    ``gates[i]`` STATEs, so that a test can tell "after each batch" from "at the end"."""
+    for index, line in enumerate(to_lines(messages).splitlines(keepends=True)):
+        if index in gates:
+            deadline = time.monotonic() + 10
+            while len(target.snapshots) < gates[index] and time.monotonic() < deadline:
+                time.sleep(0.005)
+        yield line
+
+
+def run_gated(emulator, messages, gates):
     SnapshotTarget.emulator = emulator
     target = SnapshotTarget(config=config_for(emulator))
     target.snapshots = []
-    import io
-
-    assert target.run(io.StringIO(to_lines(messages))) == 0
+    assert target.run(gated_lines(messages, target, gates)) == 0
     return target.snapshots
 
 
 def test_each_state_follows_its_batch_and_is_never_ahead_of_the_data(emulator):
-    messages = [schema("deals")]
-    for n in range(300):
-        messages.append(record("deals", deal(n)))
-        if n % 50 == 49:
-            messages.append(state({"after": n}))
-    snapshots = run_snapshotting(emulator, messages)
-    assert [s["after"] for s, _ in snapshots] == [49, 99, 149, 199, 249, 299]
+    messages = [
+        schema("deals"),
+        *[record("deals", deal(n)) for n in range(100)],
+        state({"after": 99}),
+        *[record("deals", deal(n)) for n in range(100, 200)],
+        state({"after": 199}),
+        *[record("deals", deal(n)) for n in range(200, 250)],
+        state({"after": 249}),
+    ]
+    # Line 102 is the first record after the first STATE; line 203 the first after the second.
+    snapshots = run_gated(emulator, messages, gates={102: 1, 203: 2})
+    assert [s["after"] for s, _ in snapshots] == [99, 199, 249]
     for state_value, stored in snapshots:
         assert {f"deal-{n}" for n in range(state_value["after"] + 1)} <= stored
-    # Written after batches, not held to the end: the first STATE came with 100 deals stored.
-    assert len(snapshots[0][1]) == 100
+    # Written after each batch, not held to the end.
+    assert [len(stored) for _, stored in snapshots] == [100, 200, 250]
 
 
 def test_state_after_a_pipeline_waits_for_the_end_of_the_stream(emulator):
@@ -81,9 +97,9 @@ def test_state_after_a_pipeline_waits_for_the_end_of_the_stream(emulator):
         *[record("deals", deal(n)) for n in range(2, 150)],
         state({"s": "end"}),
     ]
-    snapshots = run_snapshotting(emulator, messages)
-    # The deals batch at record 101 settles deal 1, but the pipeline (record 2) holds the
-    # rest until the end, when everything is sent.
+    # The deals batch at record 101 settles deal 1, but the pipeline (record 2) holds every
+    # later STATE until the end of input, when it is sent.
+    snapshots = run_gated(emulator, messages, gates={106: 1})
     assert [s["s"] for s, _ in snapshots] == ["after deal 1", "end"]
     assert len(snapshots[0][1]) == 100
     assert "p1" in emulator.store.pipelines()

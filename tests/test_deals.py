@@ -25,7 +25,7 @@ def test_deals_arrive_in_batches_of_at_most_100(emulator, capsys):
     )
     assert outcome.exit_code == 0
     assert len(emulator.store.deals()) == 250
-    assert [r["items"] for r in deal_requests(emulator)] == [100, 100, 50]
+    assert sorted(r["items"] for r in deal_requests(emulator)) == [50, 100, 100]
 
 
 def test_batch_size_rows_lowers_the_batch_but_cannot_raise_it(emulator, capsys):
@@ -34,7 +34,7 @@ def test_batch_size_rows_lowers_the_batch_but_cannot_raise_it(emulator, capsys):
         deals_messages([deal(i) for i in range(70)]),
         capsys,
     )
-    assert [r["items"] for r in deal_requests(emulator)] == [30, 30, 10]
+    assert sorted(r["items"] for r in deal_requests(emulator)) == [10, 30, 30]
     emulator.store.reset()
     run_in_process(
         config_for(emulator, batch_size_rows=5000),

