@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import email.utils
 import logging
+import os
 import random
 import threading
 import time
@@ -148,7 +149,7 @@ class RecotapClient:
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self.throttle = throttle or Throttle(1)
-        self._session = requests.Session()
+        self._session = _session_for(self.base_url)
         self._session.headers.update(
             {
                 "X-Api-Key": api_key,
@@ -263,6 +264,18 @@ class RecotapClient:
             listed = "; ".join(str(v) for v in violations) or detail
             raise RequestRejected(f"{what} answered {status}: {listed}", status, violations)
         raise UnexpectedResponse(f"{what} answered {status}: {detail}")
+
+
+def _session_for(base_url: str) -> requests.Session:
+    """A session that reads proxy and CA settings from the environment once, not per request
+    (requests' per-request look-up costs more CPU than the rest of a request)."""
+    session = requests.Session()
+    session.proxies.update(requests.utils.get_environ_proxies(base_url))
+    session.verify = (
+        os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True
+    )
+    session.trust_env = False
+    return session
 
 
 class _Conflict(RecotapError):

@@ -11,7 +11,7 @@ import datetime as dt
 import math
 import re
 import sys
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -28,28 +28,6 @@ class InvalidRecord(ValueError):
     """A record that cannot become a valid request item; the message says why."""
 
 
-# Recotap's own name first, then the snake_case twin a tap is likely to use.
-DEAL_STRING_FIELDS: tuple[tuple[str, str], ...] = (
-    ("externalDealId", "external_deal_id"),
-    ("name", "name"),
-    ("stageId", "stage_id"),
-    ("stageLabel", "stage_label"),
-    ("pipelineId", "pipeline_id"),
-    ("pipelineLabel", "pipeline_label"),
-    ("ownerName", "owner_name"),
-    ("ownerEmail", "owner_email"),
-    ("ownerId", "owner_id"),
-    ("dealCurrencyCode", "deal_currency_code"),
-)
-DEAL_DATE_FIELDS: tuple[tuple[str, str], ...] = (
-    ("startDate", "start_date"),
-    ("closedDate", "closed_date"),
-)
-ACCOUNT_FIELDS: tuple[tuple[str, str], ...] = (
-    ("externalId", "external_id"),
-    ("domain", "domain"),
-    ("name", "name"),
-)
 REQUIRED_DEAL_FIELDS = ("externalDealId", "name")
 
 # Close to class-validator's isEmail: one @, no spaces, a dotted domain with a real TLD.
@@ -60,16 +38,12 @@ _EMAIL = re.compile(
 _EPOCH_MS_DIGITS = re.compile(r"^-?\d{10,16}$")
 
 
-def is_empty(value: Any) -> bool:
-    """Whether a value counts as absent: None, or a string with nothing but white space."""
-    return value is None or (isinstance(value, str) and not value.strip())
-
-
 def pick(record: Mapping[str, Any], names: tuple[str, ...]) -> Any:
-    """The first non-empty value among ``names``, or None."""
+    """The first value among ``names`` that is present: not None, not only white space."""
     for name in names:
         value = record.get(name)
-        if not is_empty(value):
+        # Inlined rather than a helper: this runs for every field of every record.
+        if value is not None and not (type(value) is str and (not value or value.isspace())):
             return value
     return None
 
@@ -98,7 +72,7 @@ def _require_utf8(text: str, field_name: str) -> None:
         raise InvalidRecord(f"{field_name} holds a lone surrogate, which is not text") from None
 
 
-def to_amount(value: Any) -> JSONNumber:
+def to_amount(value: Any, field_name: str = "amount") -> JSONNumber:
     """A deal amount as a JSON number, exact: integral values become ints."""
     if isinstance(value, bool):
         raise InvalidRecord("amount must be a number, got a boolean")
@@ -149,11 +123,11 @@ def to_utc_timestamp(value: Any, field_name: str) -> str:
 def format_utc(moment: dt.datetime) -> str:
     """Render an aware or naive (taken as UTC) datetime as ISO 8601 UTC with a ``Z``."""
     if moment.tzinfo is not None:
-        moment = moment.astimezone(dt.timezone.utc)
-    text = moment.replace(tzinfo=None).isoformat(timespec="seconds")
+        moment = moment.astimezone(dt.timezone.utc).replace(tzinfo=None)
     if moment.microsecond:
-        text += f".{moment.microsecond // 1000:03d}"
-    return text + "Z"
+        seconds = moment.replace(microsecond=0).isoformat()
+        return f"{seconds}.{moment.microsecond // 1000:03d}Z"
+    return moment.isoformat() + "Z"
 
 
 def _parse_date_text(text: str, field_name: str) -> dt.datetime:
@@ -184,51 +158,94 @@ def valid_email(text: str) -> bool:
 
 def deal_body(record: Mapping[str, Any]) -> dict[str, Any]:
     """The Recotap deal for one tap record, or ``InvalidRecord`` saying why it cannot be sent."""
-    body: dict[str, Any] = string_fields(record, DEAL_STRING_FIELDS)
+    body = convert_fields(record, DEAL_FIELDS)
     for name in REQUIRED_DEAL_FIELDS:
         if name not in body:
             raise InvalidRecord(f"{name} is missing or empty")
     if "ownerEmail" in body and not valid_email(body["ownerEmail"]):
         raise InvalidRecord(f"ownerEmail {_clip(body['ownerEmail'])!r} is not a valid email")
-    amount = pick(record, ("amount",))
-    if amount is not None:
-        body["amount"] = to_amount(amount)
-    for name, twin in DEAL_DATE_FIELDS:
-        value = pick(record, (name, twin))
-        if value is not None:
-            body[name] = to_utc_timestamp(value, name)
-    accounts = pick(record, ("associatedAccounts", "associated_accounts"))
-    if accounts is not None:
-        normalised = associated_accounts(accounts)
-        if normalised:
-            body["associatedAccounts"] = normalised
+    if body.get("associatedAccounts") == []:
+        del body["associatedAccounts"]
     return body
 
 
-def associated_accounts(value: Any) -> list[dict[str, str]]:
+def associated_accounts(value: Any, field_name: str = "associatedAccounts") -> list[dict[str, str]]:
     """Accounts linked to a deal; an account with no usable field is dropped."""
     if not isinstance(value, list):
-        raise InvalidRecord(f"associatedAccounts must be a list, got {_describe(value)}")
+        raise InvalidRecord(f"{field_name} must be a list, got {_describe(value)}")
     accounts = []
     for position, item in enumerate(value):
         if not isinstance(item, Mapping):
-            raise InvalidRecord(f"associatedAccounts[{position}] must be an object")
-        account = string_fields(item, ACCOUNT_FIELDS, f"associatedAccounts[{position}].")
+            raise InvalidRecord(f"{field_name}[{position}] must be an object")
+        account = convert_fields(item, ACCOUNT_FIELDS, f"{field_name}[{position}].")
         if account:
             accounts.append(account)
     return accounts
 
 
-def string_fields(
-    item: Mapping[str, Any], fields: tuple[tuple[str, str], ...], prefix: str = ""
-) -> dict[str, str]:
-    """The non-empty string fields of ``item`` under Recotap's names, in ``fields`` order."""
-    out = {}
-    for name, twin in fields:
-        value = pick(item, (name, twin))
-        if value is not None:
-            out[name] = to_text(value, prefix + name)
+Converter = Callable[[Any, str], Any]
+FieldTable = dict[str, tuple[str, Converter]]
+
+
+def field_table(fields: dict[str, tuple[Converter, tuple[str, ...]]]) -> FieldTable:
+    """Each name a field may come under (Recotap's own, its twins) -> (own name, converter)."""
+    return {
+        alias: (name, convert)
+        for name, (convert, twins) in fields.items()
+        for alias in (name, *twins)
+    }
+
+
+def convert_fields(item: Mapping[str, Any], table: FieldTable, prefix: str = "") -> dict[str, Any]:
+    """The fields of ``item`` that ``table`` knows, present (not None, not blank), converted.
+
+    Recotap's own name wins over a twin. Any other field is left out. One pass over the item:
+    this runs for every record.
+    """
+    out: dict[str, Any] = {}
+    for key, value in item.items():
+        known = table.get(key)
+        if (
+            known is None
+            or value is None
+            or (type(value) is str and (not value or value.isspace()))
+        ):
+            continue
+        name, convert = known
+        if key != name and name in out:
+            continue
+        if convert is to_text and type(value) is str and value.isascii():
+            out[name] = value
+        else:
+            out[name] = convert(value, prefix + name)
     return out
+
+
+DEAL_FIELDS = field_table(
+    {
+        "externalDealId": (to_text, ("external_deal_id",)),
+        "name": (to_text, ()),
+        "amount": (to_amount, ()),
+        "stageId": (to_text, ("stage_id",)),
+        "stageLabel": (to_text, ("stage_label",)),
+        "pipelineId": (to_text, ("pipeline_id",)),
+        "pipelineLabel": (to_text, ("pipeline_label",)),
+        "startDate": (to_utc_timestamp, ("start_date",)),
+        "closedDate": (to_utc_timestamp, ("closed_date",)),
+        "ownerName": (to_text, ("owner_name",)),
+        "ownerEmail": (to_text, ("owner_email",)),
+        "ownerId": (to_text, ("owner_id",)),
+        "dealCurrencyCode": (to_text, ("deal_currency_code",)),
+        "associatedAccounts": (associated_accounts, ("associated_accounts",)),
+    }
+)
+ACCOUNT_FIELDS = field_table(
+    {
+        "externalId": (to_text, ("external_id",)),
+        "domain": (to_text, ()),
+        "name": (to_text, ()),
+    }
+)
 
 
 # Pipelines -------------------------------------------------------------------------------

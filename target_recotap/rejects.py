@@ -21,7 +21,7 @@ REJECTION_KEY = "recotap_rejection"
 _ID_FIELDS = ("externalDealId", "external_deal_id", "pipelineId", "pipeline_id", "id")
 
 
-@dataclass(frozen=True)
+@dataclass(slots=True)
 class Received:
     """A RECORD message as read, and its place in the input (1 for the first record)."""
 

@@ -135,8 +135,8 @@ class TargetRecotap(Target):
             sink.record_counter_metric.increment()
             if sink.is_full:
                 self.drain_one(sink)
+        # No checkpoint here: a STATE becomes safe only when it arrives or a batch settles.
         self._handle_max_record_age()
-        self.checkpoint()
 
     def _process_state_message(self, message_dict: dict) -> None:
         self._assert_line_requires(message_dict, requires={"value"})

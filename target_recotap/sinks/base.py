@@ -119,7 +119,7 @@ class RecotapSink(BatchSink, abc.ABC):
 
     def accept(self, record: dict[str, Any], received: Received) -> None:
         """Take one record: buffer it, or reject it with the reason."""
-        self.stats.add(received=1)
+        self.stats.received += 1  # only the reading thread counts what it received
         self.tally_record_read()
         try:
             problem = self._record_validator and self._record_validator.problem(record)

@@ -32,7 +32,7 @@ class DealsSink(RecotapSink):
         body = deal_body(record)
         key = body["externalDealId"]
         if self._pending.pop(key, None) is not None:
-            self.stats.add(merged=1)
+            self.stats.merged += 1  # only the reading thread merges
         self._pending[key] = Item(key, body, [received])
         self.note_buffered(received)
 
