@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
 READY  := $(VENV)/.ready
+DEALS  ?= 100000
 
-.PHONY: setup demo test lint format clean
+.PHONY: setup demo bench test lint format clean
 
 setup: $(READY)
 
@@ -18,6 +19,11 @@ $(READY): pyproject.toml
 
 demo: $(READY)
 	$(BIN)/python demo/run_demo.py
+
+# CPU vs a stock singer-sdk target, throughput at 100 ms latency and under a rate limit, memory.
+# A few minutes; `make bench DEALS=20000` for a quicker run. See docs/benchmarks.md.
+bench: $(READY)
+	$(BIN)/python bench/run_bench.py --deals $(DEALS)
 
 test: $(READY) lint
 	$(BIN)/python -m pytest

@@ -7,7 +7,7 @@ import math
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 
 # Rate learned from a 429: a little under what went through in the second before it.
@@ -125,6 +125,18 @@ class Dispatcher:
             self._in_flight += 1
             self._busy_keys |= keys
         self._pool.submit(self._run, keys, job, settled)
+
+    def busy_among(self, keys: Iterable[str]) -> set[str]:
+        """Those of ``keys`` that a job in flight holds."""
+        with self._changed:
+            return self._busy_keys.intersection(keys)
+
+    def wait_until_free(self, keys: set[str]) -> None:
+        """Wait until a job in flight lets go of at least one of ``keys``."""
+        with self._changed:
+            while self._busy_keys.issuperset(keys):
+                self._raise_error()
+                self._changed.wait()
 
     def wait_all(self) -> None:
         """Wait until nothing is in flight; raise the first error a job raised."""

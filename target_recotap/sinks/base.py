@@ -5,7 +5,7 @@ from __future__ import annotations
 import abc
 import itertools
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
@@ -45,7 +45,8 @@ class Item:
 
     key: str
     body: dict[str, Any]
-    sources: list[Received] = field(default_factory=list)
+    sources: list[Received]
+    since: int  # position of the first record folded into this item: unsettled until it lands
 
 
 class RecotapSink(BatchSink, abc.ABC):
@@ -93,20 +94,24 @@ class RecotapSink(BatchSink, abc.ABC):
         if self._buffered_from is None:
             self._buffered_from = received.position
 
-    def dispatch(self, batches: list[list[Item]], send: Callable[[list[Item]], None]) -> None:
-        """Hand the buffered records' batches to the dispatcher; the buffer is then empty."""
-        first, self._buffered_from = self._buffered_from, None
-        if first is None:
-            return
-        for batch in batches:
-            batch_id = next(self._batch_ids)
-            with self._in_flight_lock:
-                self._in_flight[batch_id] = first
-            self.target.dispatcher.submit(
-                frozenset(item.key for item in batch),
-                partial(self.deliver, batch, send),
-                partial(self._settled, batch_id),
-            )
+    def note_unbuffered(self, still_buffered: Iterable[Item]) -> None:
+        """After a batch left the buffer: the oldest record still in it, if any."""
+        self._buffered_from = min((item.since for item in still_buffered), default=None)
+
+    def dispatch(self, batch: list[Item], send: Callable[[list[Item]], None]) -> None:
+        """Send one batch through the dispatcher; its records stay unsettled until it lands.
+
+        Register the batch in flight before the caller drops it from the buffer, so that a
+        checkpoint taken meanwhile (from a sending thread) never overlooks it.
+        """
+        batch_id = next(self._batch_ids)
+        with self._in_flight_lock:
+            self._in_flight[batch_id] = min(item.since for item in batch)
+        self.target.dispatcher.submit(
+            frozenset(item.key for item in batch),
+            partial(self.deliver, batch, send),
+            partial(self._settled, batch_id),
+        )
 
     def _settled(self, batch_id: int) -> None:
         with self._in_flight_lock:

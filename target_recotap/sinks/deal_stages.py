@@ -67,11 +67,11 @@ class DealStagesSink(RecotapSink):
                 "pipelineLabel": draft.label,
                 "stages": [{"stageId": k, "stageLabel": v} for k, v in draft.stages.items()],
             }
-            ready.append(Item(pipeline_id, body, draft.sources))
+            ready.append(Item(pipeline_id, body, draft.sources, draft.sources[0].position))
         size = min(self.batch_size_rows or PIPELINES_PER_REQUEST, PIPELINES_PER_REQUEST)
-        self.dispatch(
-            [ready[start : start + size] for start in range(0, len(ready), size)], self._send
-        )
+        for start in range(0, len(ready), size):
+            self.dispatch(ready[start : start + size], self._send)
+        self.note_unbuffered(())
 
     def _send(self, items: list[Item]) -> None:
         try:

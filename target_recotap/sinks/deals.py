@@ -31,14 +31,31 @@ class DealsSink(RecotapSink):
     def add(self, record: dict[str, Any], received: Received) -> None:
         body = deal_body(record)
         key = body["externalDealId"]
-        if self._pending.pop(key, None) is not None:
+        earlier = self._pending.pop(key, None)
+        if earlier is not None:
             self.stats.merged += 1  # only the reading thread merges
-        self._pending[key] = Item(key, body, [received])
+        since = received.position if earlier is None else earlier.since
+        self._pending[key] = Item(key, body, [received], since)
         self.note_buffered(received)
 
     def process_batch(self, context: dict) -> None:
-        batch, self._pending = list(self._pending.values()), {}
-        self.dispatch([batch] if batch else [], self._send)
+        """Send the buffered deals, except those with an earlier version still in flight.
+
+        Those wait in the buffer for the next batch (a later version must never be overtaken
+        by an earlier one); at the end of input, until their earlier version has landed.
+        """
+        dispatcher = self.target.dispatcher
+        while self._pending:
+            busy = dispatcher.busy_among(self._pending)
+            if len(busy) == len(self._pending):
+                dispatcher.wait_until_free(busy)
+                continue
+            batch = [item for key, item in self._pending.items() if key not in busy]
+            self.dispatch(batch, self._send)
+            self._pending = {key: self._pending[key] for key in busy}
+            self.note_unbuffered(self._pending.values())
+            if not self.target.input_finished:
+                break
 
     def _send(self, items: list[Item]) -> None:
         reply = self.client.push_deals([item.body for item in items])
