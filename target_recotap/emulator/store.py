@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import os
 import sqlite3
 import threading
@@ -10,6 +9,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
+
+import msgspec
 
 if TYPE_CHECKING:
     from collections.abc import Iterable
@@ -134,22 +135,31 @@ class EmulatorStore:
 
     def upsert_deals(self, deals: Iterable[dict[str, Any]], seq: int) -> None:
         """Write deals in order: fields present overwrite (null included), absent fields stay."""
+        deals = list(deals)
         with self._lock, self._conn:
-            for deal in deals:
-                self._upsert_deal(deal, seq)
-
-    def _upsert_deal(self, deal: dict[str, Any], seq: int) -> None:
-        external_id = deal["externalDealId"]
-        row = self._conn.execute(
-            "SELECT data FROM deals WHERE external_id = ?", (external_id,)
-        ).fetchone()
-        merged = {**(json.loads(row[0]) if row else {}), **deal}
-        self._conn.execute(
-            "INSERT INTO deals (external_id, data, version, last_seq) VALUES (?, ?, 1, ?)"
-            " ON CONFLICT (external_id) DO UPDATE SET"
-            " data = excluded.data, version = deals.version + 1, last_seq = excluded.last_seq",
-            (external_id, json.dumps(merged), seq),
-        )
+            ids = list({deal["externalDealId"] for deal in deals})
+            held = dict(
+                self._conn.execute(
+                    "SELECT external_id, data FROM deals WHERE external_id IN "
+                    f"({', '.join('?' * len(ids))})",
+                    ids,
+                ).fetchall()
+            )
+            merged: dict[str, dict[str, Any]] = {}
+            rows = []
+            for deal in deals:  # in order: a later duplicate merges onto the earlier one
+                external_id = deal["externalDealId"]
+                before = merged.get(external_id)
+                if before is None:
+                    before = msgspec.json.decode(held[external_id]) if external_id in held else {}
+                merged[external_id] = {**before, **deal}
+                rows.append((external_id, msgspec.json.encode(merged[external_id]), seq))
+            self._conn.executemany(
+                "INSERT INTO deals (external_id, data, version, last_seq) VALUES (?, ?, 1, ?)"
+                " ON CONFLICT (external_id) DO UPDATE SET"
+                " data = excluded.data, version = deals.version + 1, last_seq = excluded.last_seq",
+                rows,
+            )
 
     def deals(self) -> dict[str, dict[str, Any]]:
         """externalDealId -> stored (merged) deal, in creation order."""
@@ -170,7 +180,7 @@ class EmulatorStore:
                 "externalDealId": external_id,
                 "version": version,
                 "lastSeq": last_seq,
-                "deal": json.loads(data),
+                "deal": msgspec.json.decode(data),
             }
             for external_id, data, version, last_seq in rows
         ]
@@ -185,7 +195,7 @@ class EmulatorStore:
             if not conflicts:
                 self._conn.executemany(
                     "INSERT INTO pipelines (pipeline_id, data) VALUES (?, ?)",
-                    [(p["pipelineId"], json.dumps(p)) for p in pipelines],
+                    [(p["pipelineId"], msgspec.json.encode(p)) for p in pipelines],
                 )
         return conflicts
 
@@ -195,7 +205,7 @@ class EmulatorStore:
             rows = self._conn.execute(
                 "SELECT pipeline_id, data FROM pipelines ORDER BY rowid"
             ).fetchall()
-        return {pipeline_id: json.loads(data) for pipeline_id, data in rows}
+        return {pipeline_id: msgspec.json.decode(data) for pipeline_id, data in rows}
 
     def _count(self, table: str) -> int:
         with self._lock:
