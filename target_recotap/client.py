@@ -23,6 +23,8 @@ from target_recotap.flow import Throttle
 logger = logging.getLogger("target-recotap.client")
 
 RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# Express's (and so NestJS's) default JSON body limit, 100 KiB: Recotap documents none.
+DEFAULT_MAX_BODY_BYTES = 100 * 1024
 USER_AGENT = f"target-recotap/{__version__} python-requests/{requests.__version__}"
 
 
@@ -149,6 +151,8 @@ class RecotapClient:
         self.timeout = timeout
         self.retry = retry or RetryPolicy()
         self.throttle = throttle or Throttle(1)
+        # Lowered when a 413 shows the real limit is lower; larger bodies are split beforehand.
+        self.max_body_bytes = DEFAULT_MAX_BODY_BYTES
         self._session = _session_for(self.base_url)
         self._session.headers.update(
             {
@@ -186,6 +190,10 @@ class RecotapClient:
         """POST a JSON body, retrying what may pass later; return the unwrapped payload."""
         data = encode_json(body)
         what = f"POST {path}"
+        if len(data) > self.max_body_bytes:
+            raise PayloadTooLarge(
+                f"{what} not sent: {len(data)} bytes is over the {self.max_body_bytes} that pass"
+            )
         retries = 0
         while True:
             if not self.throttle.wait_turn(self._stopping):
@@ -258,6 +266,7 @@ class RecotapClient:
         if status == 409:
             raise _Conflict(f"{what} answered 409: {detail}", _custom_message(body))
         if status == 413:
+            self.max_body_bytes = min(self.max_body_bytes, len(response.request.body or b"") - 1)
             raise PayloadTooLarge(f"{what} answered 413: the request body is too large")
         if 400 <= status < 500:
             violations = _violations(body)

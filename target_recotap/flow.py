@@ -12,8 +12,9 @@ from concurrent.futures import ThreadPoolExecutor
 
 # Rate learned from a 429: a little under what went through in the second before it.
 RATE_MARGIN = 0.95
-# After a 429, probe upwards slowly: this many requests/s more for every second of success.
-RATE_PROBE_PER_SECOND = 0.05
+# After a 429, probe upwards: this many requests/s more for every second of success. A limit
+# with a burst allowance (a token bucket) lets a probe run a while before it answers 429.
+RATE_PROBE_PER_SECOND = 0.5
 # Simultaneous failures of requests already in flight are one congestion event, not several.
 DECREASE_COOLDOWN = 0.5
 
@@ -125,6 +126,11 @@ class Dispatcher:
             self._in_flight += 1
             self._busy_keys |= keys
         self._pool.submit(self._run, keys, job, settled)
+
+    def is_busy(self, key: str) -> bool:
+        """Whether a job in flight holds ``key``."""
+        with self._changed:
+            return key in self._busy_keys
 
     def busy_among(self, keys: Iterable[str]) -> set[str]:
         """Those of ``keys`` that a job in flight holds."""

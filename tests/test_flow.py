@@ -120,6 +120,9 @@ def test_latest_version_wins_with_the_same_deal_in_batches_in_flight(emulator, c
     assert outcome.exit_code == 0
     assert emulator.store.deals()["deal-hot"]["amount"] == 7
     assert len(emulator.store.deals()) == 8 * 99 + 1
+    # Held-back deals join later batches without ever making one too large.
+    assert {r["status"] for r in emulator.store.requests()} == {200}
+    assert max(r["items"] for r in emulator.store.requests()) <= 100
 
 
 def test_under_a_rate_limit_nothing_is_lost_and_429s_stay_few(emulator, capsys):

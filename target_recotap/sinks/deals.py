@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from typing import TYPE_CHECKING, Any
 
 from target_recotap.normalize import deal_body
@@ -18,6 +19,7 @@ class DealsSink(RecotapSink):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._pending: dict[str, Item] = {}
+        self._held: set[str] = set()  # buffered deals whose earlier version was in flight
 
     @property
     def max_size(self) -> int:
@@ -28,6 +30,11 @@ class DealsSink(RecotapSink):
     def current_size(self) -> int:
         return len(self._pending)
 
+    @property
+    def is_full(self) -> bool:
+        # Deals held back behind an earlier version do not take the next batch's places.
+        return len(self._pending) - len(self._held) >= self.max_size
+
     def add(self, record: dict[str, Any], received: Received) -> None:
         body = deal_body(record)
         key = body["externalDealId"]
@@ -36,6 +43,8 @@ class DealsSink(RecotapSink):
             self.stats.merged += 1  # only the reading thread merges
         since = received.position if earlier is None else earlier.since
         self._pending[key] = Item(key, body, [received], since)
+        if self.target.dispatcher.is_busy(key):
+            self._held.add(key)
         self.note_buffered(received)
 
     def process_batch(self, context: dict) -> None:
@@ -50,9 +59,12 @@ class DealsSink(RecotapSink):
             if len(busy) == len(self._pending):
                 dispatcher.wait_until_free(busy)
                 continue
-            batch = [item for key, item in self._pending.items() if key not in busy]
+            ready = (item for key, item in self._pending.items() if key not in busy)
+            batch = list(itertools.islice(ready, self.max_size))
             self.dispatch(batch, self._send)
-            self._pending = {key: self._pending[key] for key in busy}
+            for item in batch:
+                del self._pending[item.key]
+            self._held = busy
             self.note_unbuffered(self._pending.values())
             if not self.target.input_finished:
                 break
