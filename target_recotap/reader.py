@@ -45,6 +45,11 @@ class LineCountingReader(SingerReader):
 
     @staticmethod
     def assert_line_requires(line_dict: dict, requires: set[str]) -> None:
+        for key in requires:  # the usual case, without building sets for every line
+            if key not in line_dict:
+                break
+        else:
+            return
         missing = sorted(requires - set(line_dict))
         if missing:
             kind = line_dict.get("type", "the")

@@ -16,6 +16,7 @@ from singer_sdk.exceptions import (
     MissingKeyPropertiesError,
     RecordsWithoutSchemaException,
 )
+from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.plugin_base import _ConfigInput
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
@@ -40,6 +41,8 @@ INPUT_ERRORS = (
     InvalidJSONSchema,
     MissingKeyPropertiesError,
 )
+
+RECORD_KEYS = frozenset({"stream", "record"})
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -117,8 +120,9 @@ class TargetRecotap(Target):
     def _process_record_message(self, message_dict: dict) -> None:
         # The SDK's version stops the run on a schema mismatch and turns date strings into
         # datetimes; here a bad record is rejected alone and values reach the sink as read.
-        self._assert_line_requires(message_dict, requires={"stream", "record"})
-        if not isinstance(message_dict["record"], dict):
+        self._assert_line_requires(message_dict, requires=RECORD_KEYS)
+        raw = message_dict["record"]
+        if type(raw) is not dict:
             raise InvalidInputLine("the RECORD message's 'record' is not a JSON object")
         self._records_read += 1
         received = Received(self._records_read, message_dict)
@@ -126,7 +130,10 @@ class TargetRecotap(Target):
         if stream_name not in self.mapper.stream_maps:
             self._assert_sink_exists(stream_name)
         for stream_map in self.mapper.stream_maps[stream_name]:
-            record = stream_map.transform(copy.copy(message_dict["record"]))
+            # Nothing here changes a record; only a custom map might, and the dead letter
+            # must keep the record as it arrived.
+            unchanged = type(stream_map) is SameRecordTransform
+            record = stream_map.transform(raw if unchanged else copy.copy(raw))
             if record is None:
                 continue
             sink = self.get_sink(stream_map.stream_alias, record=record)
