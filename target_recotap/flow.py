@@ -17,6 +17,9 @@ RATE_MARGIN = 0.95
 RATE_PROBE_PER_SECOND = 0.5
 # Simultaneous failures of requests already in flight are one congestion event, not several.
 DECREASE_COOLDOWN = 0.5
+# Batches ready to go beyond the window, so that a freed place is taken at once, not after
+# the reader has built the next batch.
+LOOKAHEAD = 2
 
 
 class Throttle:
@@ -100,16 +103,24 @@ class Throttle:
 class Dispatcher:
     """Runs send jobs on worker threads, at most ``throttle.window`` at once.
 
-    ``submit`` blocks while the window is full, or while a job in flight holds one of the new
-    job's keys: a later version of a deal never overtakes an earlier one. A job that raises
-    stops the run: its error is raised by the next ``submit`` or by ``wait_all``.
+    ``submit`` blocks while the window and its ``LOOKAHEAD`` are full (so reading waits and
+    memory stays bounded), or while a job in flight holds one of the new job's keys: a later
+    version of a deal never overtakes an earlier one. A job that raises stops the run: its
+    error is raised by the next ``submit`` or by ``wait_all``.
     """
 
     def __init__(self, throttle: Throttle) -> None:
         self._throttle = throttle
-        self._pool = ThreadPoolExecutor(throttle.max_in_flight, thread_name_prefix="recotap-send")
-        self._changed = threading.Condition()
-        self._in_flight = 0
+        self._pool = ThreadPoolExecutor(
+            throttle.max_in_flight + LOOKAHEAD, thread_name_prefix="recotap-send"
+        )
+        self._lock = threading.Lock()
+        # Two conditions on one lock: a finished job wakes the reader and one waiting sender,
+        # not every thread at once.
+        self._changed = threading.Condition(self._lock)
+        self._gate = threading.Condition(self._lock)
+        self._in_flight = 0  # submitted and not finished
+        self._sending = 0  # of those, past the window's gate
         self._busy_keys: set[str] = set()
         self._error: BaseException | None = None
 
@@ -120,7 +131,8 @@ class Dispatcher:
         with self._changed:
             while True:
                 self._raise_error()
-                if self._in_flight < self._throttle.window and self._busy_keys.isdisjoint(keys):
+                room = self._in_flight < self._throttle.window + LOOKAHEAD
+                if room and self._busy_keys.isdisjoint(keys):
                     break
                 self._changed.wait()
             self._in_flight += 1
@@ -157,6 +169,10 @@ class Dispatcher:
     def _run(
         self, keys: frozenset[str], job: Callable[[], None], settled: Callable[[], None]
     ) -> None:
+        with self._gate:
+            while self._sending >= self._throttle.window:
+                self._gate.wait()
+            self._sending += 1
         try:
             job()
             settled()  # before the job leaves the window: wait_all then sees it settled
@@ -165,8 +181,10 @@ class Dispatcher:
                 self._error = self._error or exc
         finally:
             with self._changed:
+                self._sending -= 1
                 self._in_flight -= 1
                 self._busy_keys -= keys
+                self._gate.notify()
                 self._changed.notify_all()
 
     def _raise_error(self) -> None:

@@ -8,7 +8,7 @@ import time
 import pytest
 from support import config_for, deal, deals_messages, run_in_process
 
-from target_recotap.flow import Dispatcher, Throttle
+from target_recotap.flow import LOOKAHEAD, Dispatcher, Throttle
 
 
 class FakeClock:
@@ -83,21 +83,37 @@ def test_dispatcher_never_runs_two_jobs_with_a_shared_key_at_once():
     assert order.index(1) < order.index(4)
 
 
-def test_dispatcher_blocks_the_reader_when_the_window_is_full_and_reraises_errors():
+def test_dispatcher_sends_at_most_a_window_and_blocks_the_reader_past_its_lookahead():
     throttle = Throttle(2)
     dispatcher = Dispatcher(throttle)
     release = threading.Event()
-    for key in ("a", "b"):
-        dispatcher.submit(frozenset(key), release.wait, lambda: None)
-    blocked = threading.Thread(
-        target=dispatcher.submit, args=(frozenset("c"), lambda: None, lambda: None)
-    )
-    blocked.start()
-    time.sleep(0.1)
-    assert blocked.is_alive()  # backpressure: the third waits for a place
-    release.set()
+    running = []
+    peak = []
+    lock = threading.Lock()
+
+    def job():
+        with lock:
+            running.append(1)
+            peak.append(len(running))
+        release.wait(5)
+        with lock:
+            running.pop()
+
+    try:
+        for key in "ab" + "cd"[:LOOKAHEAD]:
+            dispatcher.submit(frozenset(key), job, lambda: None)
+        blocked = threading.Thread(
+            target=dispatcher.submit, args=(frozenset("z"), lambda: None, lambda: None)
+        )
+        blocked.start()
+        time.sleep(0.1)
+        assert blocked.is_alive()  # backpressure: the reader waits for a place
+        assert max(peak) == 2  # the others wait their turn to send
+    finally:
+        release.set()
     blocked.join(timeout=5)
     assert not blocked.is_alive()
+    dispatcher.wait_all()
 
     def fail():
         raise RuntimeError("boom")

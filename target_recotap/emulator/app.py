@@ -468,9 +468,9 @@ class EmulatorApp:
     def _api_call(self, request: Request, endpoint: str, label: str) -> Response:
         raw = RawBody(_read_body(request) if request.method == "POST" else b"")
         seq = self.store.begin_request(label, _count_items(raw, ITEM_KEYS.get(endpoint)))
+        started = time.monotonic()
         try:
             decision = self.injector.decide(is_write=request.method == "POST")
-            time.sleep(self.injector.latency_seconds())
             if decision.status is not None:
                 response = self._injected_error(request, decision.status)
             else:
@@ -478,6 +478,8 @@ class EmulatorApp:
         except Exception:
             self.store.finish_request(seq, 500)  # werkzeug answers 500 and logs the traceback
             raise
+        # Latency is how long an answer takes in all, the emulator's own work included.
+        time.sleep(max(0.0, self.injector.latency_seconds() - (time.monotonic() - started)))
         self.store.finish_request(seq, response.status_code, lost=decision.lose)
         if decision.lose:
             request.environ[LOST_RESPONSE_KEY] = True

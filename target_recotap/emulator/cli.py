@@ -67,7 +67,10 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
     faults = parser.add_argument_group("faults (all off by default)")
     faults.add_argument(
-        "--latency-ms", type=_non_negative_int, default=0, help="delay before each API answer"
+        "--latency-ms",
+        type=_non_negative_int,
+        default=0,
+        help="time each API answer takes, at least",
     )
     faults.add_argument(
         "--rate-limit", type=_non_negative_float, default=0.0, help="requests/s, 0=off"
@@ -144,8 +147,8 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
             f"--host must be a loopback address (got {args.host!r}): the emulator is local-only"
         )
     # Request threads wake together after --latency-ms; a short switch interval lets each take
-    # its turn without waiting 5 ms, so latency stays what was asked for.
-    sys.setswitchinterval(0.0005)
+    # its turn without waiting milliseconds for the GIL, so latency stays what was asked for.
+    sys.setswitchinterval(0.0002)
     store = EmulatorStore(args.db)
     server = EmulatorServer(
         store=store,
