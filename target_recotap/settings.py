@@ -59,7 +59,8 @@ CONFIG_SCHEMA = th.PropertiesList(
         th.IntegerType(minimum=1, maximum=64),
         default=4,
         title="Max concurrent requests",
-        description="Requests in flight at once.",
+        description="Most requests in flight at once. Fewer while Recotap answers 429 or 5xx; "
+        "after a 429 every request waits for Retry-After and requests are paced.",
     ),
     th.Property(
         "dry_run",
