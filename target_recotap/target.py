@@ -27,9 +27,16 @@ from target_recotap.flow import Dispatcher, Throttle
 from target_recotap.reader import LineCountingReader
 from target_recotap.rejects import Received, RejectLog
 from target_recotap.settings import CONFIG_SCHEMA, config_problems
-from target_recotap.sinks import DealsSink, DealStagesSink, SkippedStreamSink, StreamStats
+from target_recotap.sinks import (
+    DealsSink,
+    DealStagesSink,
+    RecotapSink,
+    SkippedStreamSink,
+    StreamStats,
+)
 
 if TYPE_CHECKING:
+    from collections.abc import Sequence
     from types import FrameType
 
     from singer_sdk.sinks import Sink
@@ -102,20 +109,45 @@ class TargetRecotap(Target):
     # Streams ------------------------------------------------------------------------------
 
     def get_sink_class(self, stream_name: str) -> type[Sink]:
+        if stream_name not in SINKS and self.config.get("fail_on_unknown_streams"):
+            raise InputError(
+                f"stream {stream_name!r} is not one this target loads (deals, deal_stages), "
+                "and fail_on_unknown_streams is set; rename it with a stream map or deselect it"
+            )
         return SINKS.get(stream_name, SkippedStreamSink)
 
     def _process_schema_message(self, message_dict: dict) -> None:
         self._assert_line_requires(message_dict, requires={"stream", "schema"})
         stream = message_dict["stream"]
-        if stream not in SINKS and self.config.get("fail_on_unknown_streams"):
-            raise InputError(
-                f"stream {stream!r} is not one this target loads (deals, deal_stages), and "
-                "fail_on_unknown_streams is set; rename it with a stream map or deselect it"
-            )
         if not isinstance(message_dict["schema"], dict):
             raise InvalidJSONSchema(f"the SCHEMA of stream {stream!r} is not a JSON object")
         self.rejects.remember_schema(message_dict)
         super()._process_schema_message(message_dict)
+        for stream_map in self.mapper.stream_maps[stream]:
+            sink = self._sinks_active.get(stream_map.stream_alias)
+            if isinstance(sink, RecotapSink):
+                sink.use_schema(
+                    stream, stream_map.transformed_schema, stream_map.transformed_key_properties
+                )
+
+    def get_sink(
+        self,
+        stream_name: str,
+        *,
+        record: dict | None = None,
+        schema: dict | None = None,
+        key_properties: Sequence[str] | None = None,
+    ) -> Sink:
+        existing = self._sinks_active.get(stream_name)
+        if schema is not None and isinstance(existing, RecotapSink):
+            # The SDK would start a new sink for a changed SCHEMA (or a second stream mapped
+            # onto this one) and drop the old one at the next drain, with the deals held back
+            # and the pipelines gathered in it. Here the sink stays; each source stream keeps
+            # its own schema (``use_schema``).
+            return existing
+        return super().get_sink(
+            stream_name, record=record, schema=schema, key_properties=key_properties
+        )
 
     def _process_record_message(self, message_dict: dict) -> None:
         # The SDK's version stops the run on a schema mismatch and turns date strings into
@@ -137,7 +169,6 @@ class TargetRecotap(Target):
             if record is None:
                 continue
             sink = self.get_sink(stream_map.stream_alias, record=record)
-            sink._singer_validate_message(record)  # a key property missing breaks the spec
             sink.accept(record, received)  # type: ignore[attr-defined]
             sink.record_counter_metric.increment()
             if sink.is_full:

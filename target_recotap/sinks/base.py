@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
+from singer_sdk.exceptions import MissingKeyPropertiesError
 from singer_sdk.sinks import BatchSink
 
 from target_recotap.client import PayloadTooLarge, RequestRejected
@@ -64,10 +65,10 @@ class RecotapSink(BatchSink, abc.ABC):
         schema: dict,
         key_properties: Sequence[str] | None,
     ) -> None:
-        self._record_validator = (
-            RecordValidator(schema) if target.config.get("validate_records", True) else None
-        )
         super().__init__(target, stream_name, schema, key_properties)
+        self._validate = bool(target.config.get("validate_records", True))
+        # Source stream -> (validator, key properties): several streams may map onto this one.
+        self._schemas: dict[str, tuple[RecordValidator | None, Sequence[str]]] = {}
         self.target = target
         self.client = target.client
         self.rejects = target.rejects
@@ -76,6 +77,11 @@ class RecotapSink(BatchSink, abc.ABC):
         self._in_flight: dict[int, int] = {}
         self._in_flight_lock = threading.Lock()
         self._batch_ids = itertools.count()
+
+    def use_schema(self, source: str, schema: dict, key_properties: Sequence[str] | None) -> None:
+        """Judge records from ``source`` by this schema from now on."""
+        validator = RecordValidator(schema) if self._validate else None
+        self._schemas[source] = (validator, key_properties or ())
 
     def get_validator(self) -> None:
         """Validation is ``RecordValidator``'s, which rejects a record instead of stopping."""
@@ -126,8 +132,14 @@ class RecotapSink(BatchSink, abc.ABC):
         """Take one record: buffer it, or reject it with the reason."""
         self.stats.received += 1  # only the reading thread counts what it received
         self.tally_record_read()
+        validator, keys = self._schemas[received.message["stream"]]
+        for key in keys:
+            if key not in record:  # a tap breaking the Singer spec: the run stops, as in the SDK
+                raise MissingKeyPropertiesError(
+                    f"Record is missing key property {key!r} of stream {self.stream_name!r}"
+                )
         try:
-            problem = self._record_validator and self._record_validator.problem(record)
+            problem = validator.problem(record) if validator else None
             if problem:
                 raise InvalidRecord(problem)
             self.add(record, received)

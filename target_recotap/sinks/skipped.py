@@ -33,6 +33,7 @@ class SkippedStreamSink(BatchSink):
         return None
 
     def accept(self, record: dict[str, Any], received: Received) -> None:
+        self._singer_validate_message(record)  # a key property missing breaks the spec
         self.stats.received += 1
 
     def process_record(self, record: dict, context: dict) -> None:
