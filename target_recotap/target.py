@@ -26,7 +26,12 @@ from target_recotap.dry_run import DryRunClient
 from target_recotap.flow import Dispatcher, Throttle
 from target_recotap.reader import LineCountingReader
 from target_recotap.rejects import Received, RejectLog
-from target_recotap.settings import CONFIG_SCHEMA, config_problems
+from target_recotap.settings import (
+    CONFIG_SCHEMA,
+    DEFAULT_API_URL,
+    DEFAULT_DRY_RUN_PATH,
+    config_problems,
+)
 from target_recotap.sinks import (
     DealsSink,
     DealStagesSink,
@@ -88,9 +93,9 @@ class TargetRecotap(Target):
 
     def _make_client(self) -> RecotapClient:
         if self.config.get("dry_run"):
-            return DryRunClient(self.config.get("dry_run_path", "recotap-dry-run.jsonl"))
+            return DryRunClient(self.config.get("dry_run_path", DEFAULT_DRY_RUN_PATH))
         return RecotapClient(
-            self.config.get("api_url", "https://eapi.recotap.com/api/v1"),
+            self.config.get("api_url", DEFAULT_API_URL),
             self.config["api_key"],
             timeout=float(self.config.get("request_timeout", 60)),
             retry=RetryPolicy(
