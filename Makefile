@@ -31,6 +31,7 @@ test: $(READY) lint
 lint: $(READY)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy target_recotap
 
 format: $(READY)
 	$(BIN)/ruff check --fix .

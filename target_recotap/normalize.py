@@ -273,7 +273,7 @@ def pipeline_part(record: Mapping[str, Any]) -> PipelinePart:
     pipeline_id = to_text(raw_id, "pipelineId")
     raw_stages = record.get("stages")
     is_stage_record = pick(record, ("stageId", "stage_id")) is not None
-    label_names = ("pipelineLabel", "pipeline_label")
+    label_names: tuple[str, ...] = ("pipelineLabel", "pipeline_label")
     if not is_stage_record:
         label_names += ("label",)
     raw_label = pick(record, label_names)
@@ -300,8 +300,11 @@ def _stage(item: Mapping[str, Any], where: str) -> tuple[str, str]:
     return to_text(raw_id, "stageId"), to_text(raw_label, "stageLabel")
 
 
+_KINDS: dict[type, str] = {dict: "an object", list: "a list"}
+
+
 def _describe(value: Any) -> str:
-    return {dict: "an object", list: "a list"}.get(type(value), type(value).__name__)
+    return _KINDS.get(type(value), type(value).__name__)
 
 
 def _clip(text: str, limit: int = 80) -> str:

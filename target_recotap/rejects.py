@@ -67,9 +67,9 @@ class RejectLog:
         with self._lock:
             self.counts[stream] += 1
             if self.path is not None:
-                self._append(received, reason)
+                self._append(self.path, received, reason)
 
-    def _append(self, received: Received, reason: str) -> None:
+    def _append(self, path: Path, received: Received, reason: str) -> None:
         source_stream = received.message.get("stream", "")
         lines = []
         schema = self._schemas.get(source_stream)
@@ -81,5 +81,5 @@ class RejectLog:
             "rejected_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
         lines.append(serialize_json({**received.message, REJECTION_KEY: rejection}))
-        with self.path.open("a", encoding="utf-8") as dead_letter:
+        with path.open("a", encoding="utf-8") as dead_letter:
             dead_letter.write("\n".join(lines) + "\n")

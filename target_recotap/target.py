@@ -54,7 +54,7 @@ INPUT_ERRORS = (
     MissingKeyPropertiesError,
 )
 
-RECORD_KEYS = frozenset({"stream", "record"})
+RECORD_KEYS = {"stream", "record"}  # read only
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -240,7 +240,8 @@ class TargetRecotap(Target):
         try:
             self.listen(file_input)
         except (*INPUT_ERRORS, InputError) as exc:
-            line = self.message_reader.line_number
+            reader = self.message_reader
+            line = reader.line_number if isinstance(reader, LineCountingReader) else 0
             self.logger.error("Input line %d: %s", line, _first_sentence(exc))
             # What was read before the bad line is still delivered and checkpointed.
             self.input_finished = True

@@ -56,7 +56,7 @@ _NO_DOWNLOADS = {scheme: _refuse_remote for scheme in ("http", "https", "ftp", "
 def _compile(schema: dict[str, Any]) -> Callable[[Any], Any] | None:
     """The compiled validator, or None where fastjsonschema cannot compile the schema."""
     try:
-        return fastjsonschema.compile(  # type: ignore[no-any-return]
+        return fastjsonschema.compile(
             schema,
             handlers=_NO_DOWNLOADS,
             use_default=False,
