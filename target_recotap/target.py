@@ -7,6 +7,7 @@ import signal
 import sys
 import threading
 from collections import defaultdict
+from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 from singer_sdk import Target
@@ -78,7 +79,7 @@ class TargetRecotap(Target):
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
-        problems = config_problems(self.config)
+        problems = config_problems(self.config) + self._prepare_output_files()
         if problems:
             raise ConfigValidationError("Config validation failed", errors=problems)
         self.throttle = Throttle(int(self.config.get("max_concurrent_requests", 4)))
@@ -90,6 +91,19 @@ class TargetRecotap(Target):
         self._records_read = 0
         self._checkpoint_lock = threading.Lock()
         self.input_finished = False
+
+    def _prepare_output_files(self) -> list[str]:
+        """Create the folders of the files this run writes; say which cannot be written."""
+        problems = []
+        for setting in ("dead_letter_path", "dry_run_path"):
+            path = self.config.get(setting)
+            if not path or (setting == "dry_run_path" and not self.config.get("dry_run")):
+                continue
+            try:
+                Path(path).parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                problems.append(f"{setting} {path!r} cannot be written: {exc.strerror}")
+        return problems
 
     def _make_client(self) -> RecotapClient:
         if self.config.get("dry_run"):

@@ -142,3 +142,22 @@ def test_record_before_schema_names_its_line(emulator, tmp_path):
     assert "Input line 1:" in run.stderr
     assert "before a corresponding schema" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def test_output_folders_are_created_and_an_unwritable_one_is_a_settings_error(emulator, tmp_path):
+    dead_letter = tmp_path / "not" / "yet" / "rejected.jsonl"
+    config = config_for(emulator, dead_letter_path=str(dead_letter), max_rejected_records=1)
+    run = run_cli(
+        ["--config", str(write_config(tmp_path, config))], deals_messages([{"name": "x"}])
+    )
+    assert run.returncode == 0, run.stderr
+    assert "externalDealId is missing" in dead_letter.read_text()
+
+    blocker = tmp_path / "a-file"
+    blocker.write_text("")
+    config = config_for(emulator, dead_letter_path=str(blocker / "rejected.jsonl"))
+    run = run_cli(["--config", str(write_config(tmp_path, config))], ["never read"])
+    assert run.returncode == 1
+    assert "dead_letter_path" in run.stderr
+    assert "cannot be written" in run.stderr
+    assert "Traceback" not in run.stderr
