@@ -43,7 +43,7 @@ CONFIG_SCHEMA = th.PropertiesList(
         th.IntegerType(minimum=0),
         default=8,
         title="Max retries",
-        description="Retries of one request on 429, 5xx, timeouts and connection errors, "
+        description="Retries of one request on 429, 5xx, timeouts and dropped connections, "
         "with exponential backoff and Retry-After honoured.",
     ),
     th.Property(
@@ -97,7 +97,7 @@ CONFIG_SCHEMA = th.PropertiesList(
         th.BooleanType,
         default=False,
         title="Fail on unknown streams",
-        description="Stop with an error on a stream other than deals and deal_stages, instead "
+        description="Stop the run at a stream other than deals and deal_stages, instead "
         "of skipping it with a warning.",
     ),
 ).to_dict()
