@@ -1,0 +1,232 @@
+"""target-recotap in a real Meltano 4 project: the repository's meltano.yml, end to end.
+
+The slow test installs Meltano (cached in .meltano-venv/, see tests/meltano_env.py), runs
+`meltano install` and `meltano run` on a copy of the project, with tap-jsonl reading the sample
+files in demo/meltano/ and the loader pointed at a local emulator, and checks what Recotap
+received and what Meltano recorded as state.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from meltano_env import REPO, MeltanoProject, meltano_project
+
+from target_recotap.emulator import EmulatorServer
+
+RUN = ["run", "tap-jsonl--deal-stages", "target-recotap", "tap-jsonl--deals", "target-recotap"]
+STATE_IDS = {
+    "deal_stages": "demo:tap-jsonl--deal-stages-to-target-recotap",
+    "deals": "demo:tap-jsonl--deals-to-target-recotap",
+}
+
+# demo/meltano/*.jsonl as Recotap stores them: dates in UTC, integer IDs as strings, nulls left
+# out, the two versions of deal-003 merged (the later wins), deal-004 rejected (invalid email).
+EXPECTED_DEALS: dict[str, dict[str, Any]] = {
+    "deal-001": {
+        "externalDealId": "deal-001",
+        "name": "Acme Corp - Enterprise Plan",
+        "amount": 75000,
+        "stageId": "e2",
+        "stageLabel": "Security Review",
+        "pipelineId": "enterprise-pipeline",
+        "pipelineLabel": "Enterprise",
+        "startDate": "2026-01-15T00:00:00Z",
+        "closedDate": "2026-06-30T00:00:00Z",
+        "ownerName": "Jane Smith",
+        "ownerEmail": "jane@yourcompany.com",
+        "ownerId": "rep-123",
+        "dealCurrencyCode": "USD",
+        "associatedAccounts": [
+            {"externalId": "crm-001", "domain": "acme.com", "name": "Acme Corp"}
+        ],
+    },
+    "1002": {
+        "externalDealId": "1002",
+        "name": "Globex renewal",
+        "amount": 48250.5,
+        "stageId": "s2",
+        "stageLabel": "Proposal Sent",
+        "pipelineId": "smb-pipeline",
+        "pipelineLabel": "SMB Sales",
+        "startDate": "2026-01-15T00:00:00Z",
+        "closedDate": "2026-04-01T00:00:00Z",
+        "ownerName": "Raj Patel",
+        "ownerEmail": "raj@yourcompany.com",
+        "ownerId": "88",
+        "dealCurrencyCode": "EUR",
+        "associatedAccounts": [{"domain": "globex.example"}],
+    },
+    "deal-003": {
+        "externalDealId": "deal-003",
+        "name": "Initech pilot",
+        "amount": 12500,
+        "stageId": "s3",
+        "stageLabel": "Closed Won",
+        "pipelineId": "smb-pipeline",
+        "closedDate": "2026-11-20T08:30:00Z",
+    },
+}
+EXPECTED_PIPELINES: dict[str, dict[str, Any]] = {
+    "smb-pipeline": {
+        "pipelineId": "smb-pipeline",
+        "pipelineLabel": "SMB Sales",
+        "stages": [
+            {"stageId": "s1", "stageLabel": "Prospecting"},
+            {"stageId": "s2", "stageLabel": "Proposal Sent"},
+            {"stageId": "s3", "stageLabel": "Closed Won"},
+            {"stageId": "s4", "stageLabel": "Closed Lost"},
+        ],
+    },
+    "enterprise-pipeline": {
+        "pipelineId": "enterprise-pipeline",
+        "pipelineLabel": "Enterprise",
+        "stages": [
+            {"stageId": "e1", "stageLabel": "Discovery"},
+            {"stageId": "e2", "stageLabel": "Security Review"},
+            {"stageId": "e3", "stageLabel": "Closed Won"},
+        ],
+    },
+}
+
+KINDS = {
+    "string": "string",
+    "integer": "integer",
+    "number": "decimal",
+    "boolean": "boolean",
+    "object": "object",
+    "array": "array",
+}
+
+
+def test_meltano_yml_declares_every_setting_of_the_target() -> None:
+    """The loader's settings in meltano.yml are those of `--about`, with kinds and defaults."""
+    about = subprocess.run(
+        [sys.executable, "-m", "target_recotap", "--about", "--format", "json"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    properties = json.loads(about.stdout)["settings"]["properties"]
+    project = yaml.safe_load((REPO / "meltano.yml").read_text())
+    assert "version" not in project
+    assert project["requires_meltano"].startswith(">=4")
+    assert project["default_environment"] == "demo"
+    (loader,) = project["plugins"]["loaders"]
+    assert loader["capabilities"] == json.loads(about.stdout)["capabilities"]
+    settings = {setting["name"]: setting for setting in loader["settings"]}
+    assert list(settings) == list(properties)
+    for name, prop in properties.items():
+        setting = settings[name]
+        (json_type,) = {t for t in prop["type"] if t != "null"}
+        assert setting["kind"] == KINDS[json_type], name
+        assert setting["label"] == prop["title"], name
+        assert setting["description"] == prop["description"], name
+        assert setting.get("value") == prop.get("default"), name
+        assert setting.get("sensitive", False) == prop.get("secret", False), name
+
+
+def _check(result: subprocess.CompletedProcess[str]) -> str:
+    """Meltano's whole output, once it is known to have succeeded."""
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, f"{result.args} exited {result.returncode}:\n{output[-5000:]}"
+    return output
+
+
+def _state(project: MeltanoProject, stream: str) -> Any:
+    return json.loads(_check(project.run("state", "get", STATE_IDS[stream])).splitlines()[0])
+
+
+def _expected_state(project: MeltanoProject, stream: str) -> dict[str, Any]:
+    """tap-jsonl's last STATE: the modification time of the file it read, per file and overall."""
+    path = project.root.resolve() / "demo" / "meltano" / f"{stream}.jsonl"
+    mtime = datetime.fromtimestamp(path.stat().st_mtime, tz=timezone.utc).replace(microsecond=0)
+    bookmark = {"replication_key": "_sdc_last_modified", "replication_key_value": mtime.isoformat()}
+    context = {"_sdc_filename": str(path), "_sdc_stream": stream}
+    return {
+        "singer_state": {
+            "bookmarks": {stream: {"partitions": [{"context": context, **bookmark}], **bookmark}}
+        }
+    }
+
+
+@pytest.mark.slow
+def test_meltano_run_loads_the_sample_files_into_recotap(
+    emulator: EmulatorServer, tmp_path: Path
+) -> None:
+    """`meltano install` + `meltano run` twice, then `meltano config test`, against the emulator."""
+    dead_letter = tmp_path / "rejected.jsonl"
+    project = meltano_project(
+        tmp_path,
+        {
+            "TARGET_RECOTAP_API_URL": emulator.url,
+            "TARGET_RECOTAP_API_KEY": emulator.api_key,
+            "TARGET_RECOTAP_DEAD_LETTER_PATH": str(dead_letter),
+        },
+    )
+    store = emulator.store
+    _check(project.run("install"))
+
+    # First run: everything arrives, the invalid deal is rejected (max_rejected_records: 1 in
+    # the demo environment, so the run still succeeds) and each pipeline's last STATE is stored.
+    first = _check(project.run(*RUN))
+    assert store.pipelines() == EXPECTED_PIPELINES
+    assert store.deals() == EXPECTED_DEALS
+    assert store.deal_versions() == dict.fromkeys(EXPECTED_DEALS, 1)
+    rejected = [json.loads(line) for line in dead_letter.read_text().splitlines()]
+    assert [(m["type"], m["stream"]) for m in rejected] == [
+        ("SCHEMA", "deals"),
+        ("RECORD", "deals"),
+    ]
+    assert rejected[1]["record"]["externalDealId"] == "deal-004"
+    assert "ownerEmail" in rejected[1]["recotap_rejection"]["reason"]
+    assert "Rejected deals record 'deal-004'" in first
+    for stream in STATE_IDS:
+        assert _state(project, stream) == _expected_state(project, stream)
+    stats = store.stats()["byEndpoint"]
+    assert stats == {"POST /deal-stages": {"201": 1}, "POST /deals": {"200": 1}}
+
+    # Second run: Meltano hands the stored state back to the tap, which logs its bookmark. But
+    # tap-jsonl 0.3.1 looks up each file's bookmark under "_sdc_last_modified" while the SDK
+    # stores it as "replication_key_value", so it reads every file again. The run is still a
+    # no-op for the data: each deal is upserted once more with the same values (version 2,
+    # identical content) and both pipelines come back 409 and are skipped as existing.
+    second = _check(project.run(*RUN))
+    for stream in STATE_IDS:
+        bookmark = _expected_state(project, stream)["singer_state"]["bookmarks"][stream]
+        value = bookmark["replication_key_value"]
+        assert f"Starting incremental sync with bookmark value: {value}" in second
+    assert store.pipelines() == EXPECTED_PIPELINES
+    assert store.deals() == EXPECTED_DEALS
+    assert store.deal_versions() == dict.fromkeys(EXPECTED_DEALS, 2)
+    assert "Summary deal_stages: received 4, sent 0, created 0, skipped as existing 2" in second
+    assert (
+        "Summary deals: received 5, sent 3, upserted 3, skipped as existing 0, rejected 1" in second
+    )
+    stats = store.stats()["byEndpoint"]
+    assert stats == {"POST /deal-stages": {"201": 1, "409": 1}, "POST /deals": {"200": 2}}
+    for stream in STATE_IDS:
+        assert _state(project, stream) == _expected_state(project, stream)
+
+    # `meltano config test` feeds the loader a 'meltano_test_stream' record: the target skips
+    # it with a warning, sends nothing and exits 0. Meltano logs "Test data was written" only
+    # when the loader exited 0 without a line saying "error" or "exception". Meltano 4.4.1 then
+    # calls terminate() on the finished process, which, depending on a race, is a no-op
+    # ("Plugin configuration is valid", exit 0) or fails with its own ProcessLookupError.
+    # (At --log-level=debug it reports the configuration invalid: the SDK's debug dump of the
+    # settings schema has the word "error" in two descriptions, and Meltano matches any line.)
+    tested = project.run("--environment=demo", "config", "test", "target-recotap")
+    output = tested.stdout + tested.stderr
+    assert "Test data was written to your target system" in output, output[-5000:]
+    if tested.returncode != 0:
+        assert "ProcessLookupError" in output, output[-5000:]
+    else:
+        assert "Plugin configuration is valid" in output
+    assert store.stats()["byEndpoint"] == stats
