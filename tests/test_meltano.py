@@ -9,6 +9,7 @@ received and what Meltano recorded as state.
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 from datetime import datetime, timezone
@@ -17,7 +18,7 @@ from typing import Any
 
 import pytest
 import yaml
-from meltano_env import REPO, MeltanoProject, meltano_project
+from meltano_env import REPO, MeltanoProject, meltano_project, meltano_venv
 
 from target_recotap.emulator import EmulatorServer
 
@@ -230,3 +231,29 @@ def test_meltano_run_loads_the_sample_files_into_recotap(
     else:
         assert "Plugin configuration is valid" in output
     assert store.stats()["byEndpoint"] == stats
+
+
+@pytest.mark.slow
+def test_meltano_add_from_the_hub_definition(tmp_path: Path) -> None:
+    """`meltano add --from-ref hub/target-recotap.yml` gives a project the loader, as the Hub
+    would (not installed: the package name is not published from here)."""
+    meltano = str(meltano_venv() / "bin" / "meltano")
+    env = {k: v for k, v in os.environ.items() if not k.startswith("MELTANO_")}
+    env["MELTANO_SEND_ANONYMOUS_USAGE_STATS"] = "false"
+    init = subprocess.run(
+        [meltano, "init", "--no-usage-stats", "fresh"],
+        cwd=tmp_path, env=env, capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert init.returncode == 0, init.stderr
+    project = tmp_path / "fresh"
+    add = subprocess.run(
+        [meltano, "add", "loader", "target-recotap", "--no-install", "--from-ref",
+         str(REPO / "hub" / "target-recotap.yml")],
+        cwd=project, env=env, capture_output=True, text=True, check=False, timeout=300,
+    )  # fmt: skip
+    assert add.returncode == 0, add.stderr
+    loader = yaml.safe_load((project / "meltano.yml").read_text())["plugins"]["loaders"][0]
+    assert loader["name"] == "target-recotap"
+    assert loader["namespace"] == "target_recotap"
+    assert loader["variant"] == "recotap"
+    assert {s["name"] for s in loader["settings"]} >= {"api_key", "api_url", "dead_letter_path"}
