@@ -1,19 +1,33 @@
-"""`make demo`: push the bundled sample deals and pipelines through target-recotap into the
-local Recotap emulator, then show what arrived, the STATE written and what was rejected."""
+"""`make demo`: a real `meltano run` of the bundled sample deals and pipelines through
+target-recotap into the local Recotap emulator; then what arrived, the state Meltano recorded
+and the record that was rejected.
+
+Meltano is installed on first use into `.meltano-venv/` (a minute; later runs reuse it).
+"""
 
 from __future__ import annotations
 
 import json
 import shutil
-import subprocess
 import sys
 from pathlib import Path
 
+from meltano_env import RUN, STATE_IDS, MeltanoProject, meltano_project
+
 from target_recotap.emulator import EmulatorServer, EmulatorStore
 
-HERE = Path(__file__).parent
-OUT = HERE.parent / "demo-output"
+OUT = Path(__file__).resolve().parent.parent / "demo-output"
 API_KEY = "demo-key"
+
+
+def meltano(project: MeltanoProject, *args: str) -> str:
+    """Run `meltano ARGS`, echo the command, stop the demo if it fails."""
+    print(f"$ meltano {' '.join(args)}")
+    result = project.run(*args)
+    if result.returncode != 0:
+        print(result.stdout[-3000:] + result.stderr[-3000:])
+        sys.exit(f"meltano {args[0]} failed (exit code {result.returncode})")
+    return result.stdout + result.stderr
 
 
 def main() -> int:
@@ -21,49 +35,40 @@ def main() -> int:
     OUT.mkdir()
     store = EmulatorStore(str(OUT / "emulator.sqlite"))
     with EmulatorServer(store=store, api_key=API_KEY, port=0) as server:
-        config = {
-            "api_key": API_KEY,
-            "api_url": server.url,
-            "dead_letter_path": str(OUT / "rejected.jsonl"),
-            "max_rejected_records": 1,
-        }
-        config_path = OUT / "config.json"
-        config_path.write_text(json.dumps(config))
-        print(f"Recotap emulator on {server.url}\n")
-        print("$ target-recotap --config demo-output/config.json < demo/sample.singer.jsonl")
-        with (HERE / "sample.singer.jsonl").open() as sample:
-            run = subprocess.run(
-                [sys.executable, "-m", "target_recotap", "--config", str(config_path)],
-                stdin=sample,
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-        for line in run.stderr.splitlines():
-            parts = [part.strip() for part in line.split("|", 3)]
-            if len(parts) == 4 and parts[2] == "target-recotap":
-                print(f"  {parts[1]:<8} {parts[3]}")
-        print(f"exit code {run.returncode}\n")
+        print(f"Recotap emulator on {server.url}; Meltano project in {OUT / 'project'}\n")
+        project = meltano_project(
+            OUT,
+            {
+                "TARGET_RECOTAP_API_URL": server.url,
+                "TARGET_RECOTAP_API_KEY": API_KEY,
+                "TARGET_RECOTAP_DEAD_LETTER_PATH": str(OUT / "rejected.jsonl"),
+            },
+        )
+        meltano(project, "install")
+        output = meltano(project, *RUN)
+        for line in output.splitlines():
+            start = max(line.find("Summary "), line.find("Rejected "))
+            if start >= 0:
+                print("  " + line[start:])
 
-        print("Deals in Recotap (emulator):")
+        print("\nDeals in Recotap (emulator):")
         for deal in store.deals().values():
             print("  " + json.dumps(deal))
         print("\nPipelines in Recotap (emulator):")
         for pipeline in store.pipelines().values():
             stages = ", ".join(s["stageLabel"] for s in pipeline["stages"])
             print(f"  {pipeline['pipelineId']} ({pipeline['pipelineLabel']}): {stages}")
-        print("\nSTATE written by the target (stdout):")
-        for line in run.stdout.splitlines():
-            print("  " + line)
+        print("\nState Meltano recorded:")
+        for state_id in STATE_IDS.values():
+            state = meltano(project, "state", "get", state_id).splitlines()[0]
+            print(f"  {state_id}: {state}")
         print(f"\nRejected records, ready to fix and replay: {OUT / 'rejected.jsonl'}")
         for line in (OUT / "rejected.jsonl").read_text().splitlines():
             message = json.loads(line)
             if message["type"] == "RECORD":
-                print(
-                    f"  {message['record']['externalDealId']}: "
-                    f"{message['recotap_rejection']['reason']}"
-                )
-    return run.returncode
+                reason = message["recotap_rejection"]["reason"]
+                print(f"  {message['record']['externalDealId']}: {reason}")
+    return 0
 
 
 if __name__ == "__main__":

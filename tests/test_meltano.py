@@ -18,15 +18,9 @@ from typing import Any
 
 import pytest
 import yaml
-from meltano_env import REPO, MeltanoProject, meltano_project, meltano_venv
+from meltano_env import REPO, RUN, STATE_IDS, MeltanoProject, meltano_project, meltano_venv
 
 from target_recotap.emulator import EmulatorServer
-
-RUN = ["run", "tap-jsonl--deal-stages", "target-recotap", "tap-jsonl--deals", "target-recotap"]
-STATE_IDS = {
-    "deal_stages": "demo:tap-jsonl--deal-stages-to-target-recotap",
-    "deals": "demo:tap-jsonl--deals-to-target-recotap",
-}
 
 # demo/meltano/*.jsonl as Recotap stores them: dates in UTC, integer IDs as strings, nulls left
 # out, the two versions of deal-003 merged (the later wins), deal-004 rejected (invalid email).

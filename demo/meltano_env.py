@@ -29,6 +29,12 @@ CACHE = REPO / ".meltano-venv"
 MELTANO_REQUIREMENT = "meltano==4.4.1"
 UV_REQUIREMENT = "uv==0.13.9"
 LOCAL_PIP_URL = "pip_url: -e .\n"
+# The job meltano.yml defines, and the state IDs Meltano keeps for it in the demo environment.
+RUN = ["run", "tap-jsonl--deal-stages", "target-recotap", "tap-jsonl--deals", "target-recotap"]
+STATE_IDS = {
+    "deal_stages": "demo:tap-jsonl--deal-stages-to-target-recotap",
+    "deals": "demo:tap-jsonl--deals-to-target-recotap",
+}
 
 
 def _bin(venv: Path, name: str) -> Path:
