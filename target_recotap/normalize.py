@@ -164,6 +164,11 @@ def deal_body(record: Mapping[str, Any]) -> dict[str, Any]:
             raise InvalidRecord(f"{name} is missing or empty")
     if "ownerEmail" in body and not valid_email(body["ownerEmail"]):
         raise InvalidRecord(f"ownerEmail {_clip(body['ownerEmail'])!r} is not a valid email")
+    # Flat account fields (what a stream map can build: a map cannot make a list of objects)
+    # become one more associated account.
+    account = {name: body.pop(flat) for flat, name in FLAT_ACCOUNT_FIELDS.items() if flat in body}
+    if account:
+        body.setdefault("associatedAccounts", []).append(account)
     if body.get("associatedAccounts") == []:
         del body["associatedAccounts"]
     return body
@@ -237,8 +242,16 @@ DEAL_FIELDS = field_table(
         "ownerId": (to_text, ("owner_id",)),
         "dealCurrencyCode": (to_text, ("deal_currency_code",)),
         "associatedAccounts": (associated_accounts, ("associated_accounts",)),
+        "accountExternalId": (to_text, ("account_external_id",)),
+        "accountDomain": (to_text, ("account_domain",)),
+        "accountName": (to_text, ("account_name",)),
     }
 )
+FLAT_ACCOUNT_FIELDS = {
+    "accountExternalId": "externalId",
+    "accountDomain": "domain",
+    "accountName": "name",
+}
 ACCOUNT_FIELDS = field_table(
     {
         "externalId": (to_text, ("external_id",)),

@@ -78,6 +78,28 @@ def test_snake_case_twins_map_to_recotap_names():
     }
 
 
+def test_flat_account_fields_become_an_associated_account():
+    body = deal_body(
+        {
+            "externalDealId": "d1",
+            "name": "N",
+            "account_external_id": 42,
+            "accountName": "Acme",
+            "accountDomain": "",
+            "associatedAccounts": [{"domain": "other.example"}],
+        }
+    )
+    assert body["associatedAccounts"] == [
+        {"domain": "other.example"},
+        {"externalId": "42", "name": "Acme"},
+    ]
+    assert "accountName" not in body
+    assert deal_body({"externalDealId": "d", "name": "N", "accountName": None}) == {
+        "externalDealId": "d",
+        "name": "N",
+    }
+
+
 def test_null_absent_and_empty_optionals_are_left_out():
     body = deal_body(
         {
