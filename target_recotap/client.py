@@ -97,10 +97,10 @@ class EndpointStats:
 
 @dataclass(frozen=True)
 class Reply:
-    """A successful answer: the payload (envelope removed) and how many retries it took."""
+    """A successful answer: the payload, envelope removed (requests and retries are counted
+    per endpoint in ``RecotapClient.stats``)."""
 
     data: dict[str, Any]
-    retries: int
 
 
 @dataclass
@@ -210,7 +210,7 @@ class RecotapClient:
                 if status not in RETRIABLE_STATUSES:
                     if status < 400:
                         self.throttle.on_success()
-                    return Reply(self._payload(what, response), retries)
+                    return Reply(self._payload(what, response))
                 failure = f"{status} {_summary(response)}"
                 retry_after = response.headers.get("Retry-After")
             finally:

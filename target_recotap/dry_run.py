@@ -30,4 +30,4 @@ class DryRunClient(RecotapClient):
         self._count(path, 0.0, is_retry=False)
         items_key, id_key, status = _ASSUMED_RESULTS[path]
         results = [{id_key: item[id_key], "status": status} for item in body[items_key]]
-        return Reply({"results": results, "summary": {"total": len(results)}}, retries=0)
+        return Reply({"results": results, "summary": {"total": len(results)}})
