@@ -120,6 +120,13 @@ def run_cli(
     )
 
 
+def about_json() -> dict[str, Any]:
+    """What ``target-recotap --about --format json`` says of itself."""
+    about = run_cli(["--about", "--format", "json"])
+    assert about.returncode == 0, about.stderr
+    return json.loads(about.stdout)  # type: ignore[no-any-return]
+
+
 def write_config(tmp_path: Path, config: dict[str, Any]) -> Path:
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))

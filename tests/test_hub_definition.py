@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import yaml
+from support import about_json
 
 ROOT = Path(__file__).parent.parent
 SCRIPT = ROOT / "scripts" / "hub_definition.py"
@@ -20,13 +21,7 @@ def test_hub_definition_is_up_to_date():
 
 
 def test_hub_definition_lists_every_setting_with_kind_and_secrets_marked():
-    about = subprocess.run(
-        [sys.executable, "-m", "target_recotap", "--about", "--format", "json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
-    properties = yaml.safe_load(about)["settings"]["properties"]
+    properties = about_json()["settings"]["properties"]
     definition = yaml.safe_load((ROOT / "hub" / "target-recotap.yml").read_text())
     settings = {s["name"]: s for s in definition["settings"]}
     assert list(settings) == list(properties)

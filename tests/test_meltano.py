@@ -11,7 +11,6 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-import sys
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -19,6 +18,7 @@ from typing import Any
 import pytest
 import yaml
 from meltano_env import REPO, RUN, STATE_IDS, MeltanoProject, meltano_project, meltano_venv
+from support import about_json
 
 from target_recotap.emulator import EmulatorServer
 
@@ -103,19 +103,14 @@ KINDS = {
 
 def test_meltano_yml_declares_every_setting_of_the_target() -> None:
     """The loader's settings in meltano.yml are those of `--about`, with kinds and defaults."""
-    about = subprocess.run(
-        [sys.executable, "-m", "target_recotap", "--about", "--format", "json"],
-        capture_output=True,
-        text=True,
-        check=True,
-    )
-    properties = json.loads(about.stdout)["settings"]["properties"]
+    about = about_json()
+    properties = about["settings"]["properties"]
     project = yaml.safe_load((REPO / "meltano.yml").read_text())
     assert "version" not in project
     assert project["requires_meltano"].startswith(">=4")
     assert project["default_environment"] == "demo"
     (loader,) = project["plugins"]["loaders"]
-    assert loader["capabilities"] == json.loads(about.stdout)["capabilities"]
+    assert loader["capabilities"] == about["capabilities"]
     settings = {setting["name"]: setting for setting in loader["settings"]}
     assert list(settings) == list(properties)
     for name, prop in properties.items():
