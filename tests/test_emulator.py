@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import email.utils
+import http.client
 import json
 import select
 import signal
@@ -447,6 +448,72 @@ def test_lose_rate_spares_reads(emulator):
     with pytest.raises(requests.ConnectionError):
         post_pipelines(emulator, [pipeline("p")])
     assert list(emulator.store.pipelines()) == ["p"]
+
+
+def keep_alive_post(connection: http.client.HTTPConnection, emulator, deals) -> int:
+    """POST /deals on an open connection; the status, with the body read so it can be reused."""
+    body = json.dumps({"deals": deals})
+    headers = {"X-Api-Key": emulator.api_key, "Content-Type": "application/json"}
+    connection.request("POST", "/api/v1/deals", body=body, headers=headers)
+    response = connection.getresponse()
+    response.read()
+    return response.status
+
+
+def test_connections_are_kept_alive(emulator):
+    connection = http.client.HTTPConnection("127.0.0.1", emulator.port, timeout=TIMEOUT)
+    try:
+        assert keep_alive_post(connection, emulator, [deal("d-1")]) == 200
+        first_socket = connection.sock
+        assert first_socket is not None  # http.client drops the socket of a closed connection
+        assert keep_alive_post(connection, emulator, [deal("d-2")]) == 200
+        # http.client reconnects silently when the server closed: the same socket proves reuse.
+        assert connection.sock is first_socket
+    finally:
+        connection.close()
+    assert set(emulator.store.deals()) == {"d-1", "d-2"}
+
+
+def test_a_lost_response_closes_its_connection_unanswered(emulator):
+    connection = http.client.HTTPConnection("127.0.0.1", emulator.port, timeout=TIMEOUT)
+    try:
+        assert keep_alive_post(connection, emulator, [deal("d-1")]) == 200
+        emulator.faults.script.append("lose")
+        with pytest.raises(http.client.RemoteDisconnected):
+            keep_alive_post(connection, emulator, [deal("d-2")])
+    finally:
+        connection.close()
+    assert "d-2" in emulator.store.deals()
+
+
+@pytest.mark.parametrize(
+    ("header", "status"),
+    [("Transfer-Encoding: chunked", 411), ("Content-Length: -5", 400)],
+)
+def test_a_body_without_a_usable_length_is_refused(emulator, header, status):
+    request = f"POST /api/v1/deals HTTP/1.1\r\nHost: x\r\n{header}\r\n\r\n".encode()
+    with socket.create_connection(("127.0.0.1", emulator.port), timeout=TIMEOUT) as sock:
+        sock.sendall(request)
+        answer = sock.makefile("rb").read()  # the server closes after such an answer
+
+    assert answer.startswith(f"HTTP/1.1 {status} ".encode())
+    assert b"Connection: close" in answer
+
+
+def test_stop_hangs_up_idle_keep_alive_connections():
+    server = EmulatorServer().start()
+    connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT)
+    try:
+        assert keep_alive_post(connection, server, [deal("d-1")]) == 200
+        idle = connection.sock
+        assert idle is not None
+        server.stop()
+        # The server's side of the idle connection is gone: reading it gives end of file.
+        assert idle.recv(1) == b""
+    finally:
+        connection.close()
+        server.stop()
+        server.store.close()
 
 
 def test_latency_delays_api_answers(emulator):

@@ -7,11 +7,9 @@ fault injection (like a gateway) -> body parsing (413, invalid JSON) -> X-Api-Ke
 
 from __future__ import annotations
 
-import contextlib
 import hmac
 import json
 import re
-import socket
 import time
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -34,6 +32,8 @@ BASE_PATH = "/api/v1"
 ADMIN_PATH = "/_emulator"
 #: WSGI environ flag set on requests whose response the emulator dropped on purpose.
 LOST_RESPONSE_KEY = "recotap_emulator.lost_response"
+#: WSGI environ entry the server sets: time.monotonic() when the request line arrived.
+RECEIVED_KEY = "recotap_emulator.received"
 MAX_DEALS = 100
 MAX_PIPELINES = 20
 # Bodies are read whole (up to this size) so the request log can count items even in
@@ -466,9 +466,11 @@ class EmulatorApp:
     # API pipeline
 
     def _api_call(self, request: Request, endpoint: str, label: str) -> Response:
+        # Latency counts from the request's arrival: reading it and queueing for the store are
+        # part of the time an answer takes.
+        received = request.environ.get(RECEIVED_KEY) or time.monotonic()
         raw = RawBody(_read_body(request) if request.method == "POST" else b"")
         seq = self.store.begin_request(label, _count_items(raw, ITEM_KEYS.get(endpoint)))
-        started = time.monotonic()
         try:
             decision = self.injector.decide(is_write=request.method == "POST")
             if decision.status is not None:
@@ -479,11 +481,10 @@ class EmulatorApp:
             self.store.finish_request(seq, 500)  # werkzeug answers 500 and logs the traceback
             raise
         # Latency is how long an answer takes in all, the emulator's own work included.
-        time.sleep(max(0.0, self.injector.latency_seconds() - (time.monotonic() - started)))
+        time.sleep(max(0.0, self.injector.latency_seconds() - (time.monotonic() - received)))
         self.store.finish_request(seq, response.status_code, lost=decision.lose)
         if decision.lose:
-            request.environ[LOST_RESPONSE_KEY] = True
-            _drop_connection(request)
+            request.environ[LOST_RESPONSE_KEY] = True  # the server hangs up instead of answering
         return response
 
     def _answer(self, request: Request, endpoint: str, raw: RawBody, seq: int) -> Response:
@@ -653,15 +654,3 @@ def _json_error_message(error: Exception) -> str:
     if isinstance(error, json.JSONDecodeError):
         return f"{error.msg} in JSON at position {error.pos}"
     return str(error)
-
-
-def _drop_connection(request: Request) -> None:
-    """Hang up without answering, so the client sees the connection closed with no response.
-
-    Only shut down here: werkzeug closes its socket right after, and closing it under werkzeug
-    would make it log a traceback. Outside werkzeug's server there is no socket and nothing to drop.
-    """
-    sock = request.environ.get("werkzeug.socket")
-    if isinstance(sock, socket.socket):
-        with contextlib.suppress(OSError):
-            sock.shutdown(socket.SHUT_RDWR)

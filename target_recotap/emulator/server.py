@@ -1,38 +1,192 @@
-"""`EmulatorServer`: the emulator app on a real loopback socket, served from a background thread."""
+"""`EmulatorServer`: the emulator app on a real loopback socket, served from a background thread.
+
+The HTTP layer is the standard library's (``http.server`` and ``wsgiref`` build the request and
+its WSGI environ). It keeps connections alive as a production API does: werkzeug's development
+server closes every connection, so each request paid for a TCP connect and a new thread, and a
+benchmark measured that instead of the client. Owning the loop also lets the lost-response fault
+hang up on the request's own socket instead of answering it.
+"""
 
 from __future__ import annotations
 
+import contextlib
+import io
+import socket
+import sys
 import threading
-from typing import TYPE_CHECKING
+import time
+import traceback
+from http.server import HTTPStatus
+from socketserver import ThreadingMixIn
+from typing import TYPE_CHECKING, Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from werkzeug.serving import BaseWSGIServer, WSGIRequestHandler, make_server
-
-from target_recotap.emulator.app import ADMIN_PATH, BASE_PATH, LOST_RESPONSE_KEY, EmulatorApp
+from target_recotap.emulator.app import (
+    ADMIN_PATH,
+    BASE_PATH,
+    LOST_RESPONSE_KEY,
+    RECEIVED_KEY,
+    EmulatorApp,
+)
 from target_recotap.emulator.faults import Faults
 from target_recotap.emulator.store import EmulatorStore
 from target_recotap.settings import is_loopback
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
     from types import TracebackType
 
 DEFAULT_API_KEY = "emulator-key"
+# An idle keep-alive connection is closed after this, so a client that went away frees its thread.
+IDLE_TIMEOUT = 30.0
+# Larger request bodies are refused before they are read (the API's own limit is far lower).
+MAX_REQUEST_BYTES = 64 * 1024 * 1024
+
+
+class _Server(ThreadingMixIn, WSGIServer):
+    """One thread per connection; remembers open connections so that stop() can close them."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+
+    def __init__(self, address: tuple[str, int], *, log_requests: bool) -> None:
+        self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.log_requests = log_requests
+        self._connections: set[socket.socket] = set()
+        self._connections_lock = threading.Lock()
+        super().__init__(address, _RequestHandler)
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        with self._connections_lock:
+            self._connections.add(request)
+        try:
+            super().process_request_thread(request, client_address)
+        finally:
+            with self._connections_lock:
+                self._connections.discard(request)
+
+    def close_connections(self) -> None:
+        """Hang up every open connection: a stopped emulator answers nothing more."""
+        with self._connections_lock:
+            connections = list(self._connections)
+        for connection in connections:
+            with contextlib.suppress(OSError):
+                connection.shutdown(socket.SHUT_RDWR)
 
 
 class _RequestHandler(WSGIRequestHandler):
-    """werkzeug's handler, whose access log marks dropped responses."""
+    """HTTP/1.1 with keep-alive; the app's answer is sent whole, or the connection is dropped."""
+
+    protocol_version = "HTTP/1.1"
+    # Status line, headers and body go out without waiting for the client's ACK of the
+    # previous segment (Nagle's algorithm would stall each answer by a delayed ACK).
+    disable_nagle_algorithm = True
+    timeout = IDLE_TIMEOUT
+    server: _Server
+
+    def handle(self) -> None:
+        """Serve requests on this connection until either side closes it."""
+        with contextlib.suppress(ConnectionError, TimeoutError):
+            self.close_connection = True
+            self.handle_one_request()
+            while not self.close_connection:
+                self.handle_one_request()
+
+    def handle_one_request(self) -> None:
+        self.raw_requestline = self.rfile.readline(65537)
+        received = time.monotonic()
+        if not self.raw_requestline:
+            self.close_connection = True
+            return
+        if len(self.raw_requestline) > 65536:
+            self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
+            return
+        if not self.parse_request():  # it has answered the error
+            return
+        body = self._read_body()
+        if body is None:
+            return
+        environ = self._environ(body)
+        environ[RECEIVED_KEY] = received
+        answer = self._call_app(environ)
+        if environ.get(LOST_RESPONSE_KEY):
+            # The write happened; the client is left with a closed connection and no answer.
+            self.close_connection = True
+            with contextlib.suppress(OSError):
+                self.connection.shutdown(socket.SHUT_RDWR)
+            self.log_request("(response dropped)")
+            return
+        self._send_answer(*answer)
+
+    def _read_body(self) -> bytes | None:
+        if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
+            self.send_error(HTTPStatus.LENGTH_REQUIRED, "Send a Content-Length")
+            return None
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+        except ValueError:
+            length = -1
+        if length < 0:
+            self.send_error(HTTPStatus.BAD_REQUEST, "Bad Content-Length")
+            return None
+        if length > MAX_REQUEST_BYTES:
+            self.send_error(HTTPStatus.REQUEST_ENTITY_TOO_LARGE)
+            return None
+        return self.rfile.read(length)
+
+    def _environ(self, body: bytes) -> dict[str, Any]:
+        environ = self.get_environ()
+        environ.update(
+            {
+                "wsgi.version": (1, 0),
+                "wsgi.url_scheme": "http",
+                "wsgi.input": io.BytesIO(body),
+                "wsgi.input_terminated": True,
+                "wsgi.errors": sys.stderr,
+                "wsgi.multithread": True,
+                "wsgi.multiprocess": False,
+                "wsgi.run_once": False,
+            }
+        )
+        return environ
+
+    def _call_app(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
+        started: list[Any] = []
+
+        def start_response(
+            status: str, headers: list[tuple[str, str]], exc_info: Any = None
+        ) -> None:
+            started[:] = [status, headers]
+
+        try:
+            chunks: Iterable[bytes] = self.server.get_app()(environ, start_response)
+            try:
+                body = b"".join(chunks)
+            finally:
+                close = getattr(chunks, "close", None)
+                if close is not None:
+                    close()
+        except Exception:
+            traceback.print_exc(file=sys.stderr)
+            self.close_connection = True
+            return "500 Internal Server Error", [("Content-Type", "text/plain")], b"emulator error"
+        return started[0], started[1], body
+
+    def _send_answer(self, status: str, headers: list[tuple[str, str]], body: bytes) -> None:
+        code, _, reason = status.partition(" ")
+        self.send_response(int(code), reason)
+        for name, value in headers:
+            if name.lower() not in ("content-length", "connection"):
+                self.send_header(name, value)
+        self.send_header("Content-Length", str(len(body)))
+        if self.close_connection:
+            self.send_header("Connection", "close")
+        self.end_headers()  # flushes status line and headers in one write
+        self.wfile.write(body)
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """Log one line per request, noting when the emulator dropped the response."""
-        if getattr(self, "environ", {}).get(LOST_RESPONSE_KEY):
-            code = f"{code} (response dropped)"
-        super().log_request(code, size)
-
-
-class _QuietRequestHandler(WSGIRequestHandler):
-    """Request handler that does not print one line per request."""
-
-    def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
-        """Skip the access log line."""
+        if self.server.log_requests:
+            super().log_request(code, size)
 
 
 class EmulatorServer:
@@ -56,7 +210,7 @@ class EmulatorServer:
         self.host = host
         self._requested_port = port
         self._log_requests = log_requests
-        self._server: BaseWSGIServer | None = None
+        self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
     @property
@@ -74,7 +228,7 @@ class EmulatorServer:
         """The bound port (the free one picked when port 0 was asked for)."""
         if self._server is None:
             raise RuntimeError("the emulator is not running")
-        return self._server.port
+        return int(self._server.server_address[1])
 
     @property
     def root_url(self) -> str:
@@ -101,23 +255,21 @@ class EmulatorServer:
         """Bind the socket and serve in a daemon thread; returns self."""
         if self._server is not None:
             return self
-        handler = _RequestHandler if self._log_requests else _QuietRequestHandler
-        server = make_server(
-            self.host, self._requested_port, self.app, threaded=True, request_handler=handler
-        )
+        server = _Server((self.host, self._requested_port), log_requests=self._log_requests)
+        server.set_app(self.app)
         self._server = server
         # A short poll interval keeps stop() fast.
         self._thread = threading.Thread(
             target=server.serve_forever,
             kwargs={"poll_interval": 0.05},
-            name=f"recotap-emulator-{server.port}",
+            name=f"recotap-emulator-{self.port}",
             daemon=True,
         )
         self._thread.start()
         return self
 
     def stop(self) -> None:
-        """Stop serving and release the port; the store stays open."""
+        """Stop serving, hang up open connections and release the port; the store stays open."""
         server, thread = self._server, self._thread
         self._server = self._thread = None
         if server is None:
@@ -125,6 +277,7 @@ class EmulatorServer:
         server.shutdown()
         if thread is not None:
             thread.join()
+        server.close_connections()
         server.server_close()
 
     def __enter__(self) -> EmulatorServer:
