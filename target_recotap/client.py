@@ -16,6 +16,7 @@ from typing import Any
 
 import msgspec
 import requests
+from requests.adapters import HTTPAdapter
 from requests.exceptions import ChunkedEncodingError
 
 from target_recotap import __version__
@@ -154,7 +155,7 @@ class RecotapClient:
         self.throttle = throttle or Throttle(1)
         # Lowered when a 413 shows the real limit is lower; larger bodies are split beforehand.
         self.max_body_bytes = DEFAULT_MAX_BODY_BYTES
-        self._session = _session_for(self.base_url)
+        self._session = _session_for(self.base_url, self.throttle.max_in_flight)
         self._session.headers.update(
             {
                 "X-Api-Key": api_key,
@@ -285,10 +286,15 @@ class RecotapClient:
         raise UnexpectedResponse(f"{what} answered {status}: {detail}")
 
 
-def _session_for(base_url: str) -> requests.Session:
+def _session_for(base_url: str, connections: int) -> requests.Session:
     """A session that reads proxy and CA settings from the environment once, not per request
-    (requests' per-request look-up costs more CPU than the rest of a request)."""
+    (requests' per-request look-up costs more CPU than the rest of a request), and keeps one
+    connection alive per request in flight: requests keeps 10, and each one past that was a
+    new connection (a TLS handshake) and a "Connection pool is full" warning."""
     session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=1, pool_maxsize=connections)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
     session.proxies.update(requests.utils.get_environ_proxies(base_url))
     session.verify = (
         os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or True

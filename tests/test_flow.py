@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 from support import config_for, deal, deals_messages, run_in_process
 
+from target_recotap.client import RecotapClient
 from target_recotap.flow import LOOKAHEAD, Dispatcher, Throttle
 
 
@@ -153,3 +155,21 @@ def test_under_a_rate_limit_nothing_is_lost_and_429s_stay_few(emulator, capsys):
     statuses = [r["status"] for r in emulator.store.requests()]
     assert statuses.count(200) == 40
     assert statuses.count(429) <= 20
+
+
+def test_one_connection_per_request_in_flight_is_kept_alive(emulator, caplog):
+    # requests pools 10 connections. Past that, each of 16 answers arriving together closed
+    # its connection (with a "Connection pool is full" warning), and the next round opened new
+    # ones: a TLS handshake each against Recotap.
+    emulator.faults.latency_ms = 100
+    client = RecotapClient(emulator.url, emulator.api_key, throttle=Throttle(16))
+    for round_ in range(2):
+        with ThreadPoolExecutor(16) as pool:
+            batches = [[deal(f"{round_}-{n}")] for n in range(16)]
+            replies = list(pool.map(client.push_deals, batches))
+        assert len(replies) == 16
+    client.close()
+
+    assert len(emulator.store.deals()) == 32
+    assert emulator.connections_accepted == 16
+    assert "Connection pool is full" not in caplog.text

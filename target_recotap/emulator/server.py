@@ -52,6 +52,7 @@ class _Server(ThreadingMixIn, WSGIServer):
     def __init__(self, address: tuple[str, int], *, log_requests: bool) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
         self.log_requests = log_requests
+        self.connections_accepted = 0
         self._connections: set[socket.socket] = set()
         self._connections_lock = threading.Lock()
         super().__init__(address, _RequestHandler)
@@ -59,6 +60,7 @@ class _Server(ThreadingMixIn, WSGIServer):
     def process_request_thread(self, request: Any, client_address: Any) -> None:
         with self._connections_lock:
             self._connections.add(request)
+            self.connections_accepted += 1
         try:
             super().process_request_thread(request, client_address)
         finally:
@@ -229,6 +231,13 @@ class EmulatorServer:
         if self._server is None:
             raise RuntimeError("the emulator is not running")
         return int(self._server.server_address[1])
+
+    @property
+    def connections_accepted(self) -> int:
+        """TCP connections accepted since start(): a client that keeps them alive opens few."""
+        if self._server is None:
+            raise RuntimeError("the emulator is not running")
+        return self._server.connections_accepted
 
     @property
     def root_url(self) -> str:
