@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import gc
 import signal
 import sys
 import threading
@@ -325,6 +326,9 @@ class TargetRecotap(Target):
         cls.print_version(print_fn=cls.logger.info)
         config = config or _ConfigInput()
         target = cls(config=config.config, parse_env_config=config.parse_env)
+        # What exists now (modules, the SDK's classes, settings) lives until exit. Frozen, the
+        # collector stops walking it on every full pass, and exit skips it: about 0.1 s less.
+        gc.freeze()
         sys.exit(target.run(file_input))
 
 
