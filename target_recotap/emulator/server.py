@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 import traceback
-from http.server import HTTPStatus
+from http import HTTPStatus
 from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
@@ -33,7 +33,7 @@ from target_recotap.emulator.store import EmulatorStore
 from target_recotap.settings import is_loopback
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Callable
     from types import TracebackType
 
 DEFAULT_API_KEY = "emulator-key"
@@ -49,8 +49,9 @@ class _Server(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, address: tuple[str, int], *, log_requests: bool) -> None:
+    def __init__(self, address: tuple[str, int], app: EmulatorApp, *, log_requests: bool) -> None:
         self.address_family = socket.AF_INET6 if ":" in address[0] else socket.AF_INET
+        self.app = app
         self.log_requests = log_requests
         self.connections_accepted = 0
         self._connections: set[socket.socket] = set()
@@ -154,16 +155,18 @@ class _RequestHandler(WSGIRequestHandler):
 
     def _call_app(self, environ: dict[str, Any]) -> tuple[str, list[tuple[str, str]], bytes]:
         started: list[Any] = []
+        written: list[bytes] = []  # what the app passes to WSGI's write(), ahead of its body
 
         def start_response(
             status: str, headers: list[tuple[str, str]], exc_info: Any = None
-        ) -> None:
+        ) -> Callable[[bytes], None]:
             started[:] = [status, headers]
+            return written.append
 
         try:
-            chunks: Iterable[bytes] = self.server.get_app()(environ, start_response)
+            chunks = self.server.app(environ, start_response)
             try:
-                body = b"".join(chunks)
+                body = b"".join([*written, *chunks])
             finally:
                 close = getattr(chunks, "close", None)
                 if close is not None:
@@ -264,8 +267,8 @@ class EmulatorServer:
         """Bind the socket and serve in a daemon thread; returns self."""
         if self._server is not None:
             return self
-        server = _Server((self.host, self._requested_port), log_requests=self._log_requests)
-        server.set_app(self.app)
+        address = (self.host, self._requested_port)
+        server = _Server(address, self.app, log_requests=self._log_requests)
         self._server = server
         # A short poll interval keeps stop() fast.
         self._thread = threading.Thread(
