@@ -4,7 +4,7 @@ One run, four scenarios, one table at the end (see docs/benchmarks.md for what e
 means):
 
 1. CPU: target-recotap and a stock singer-sdk target that discards its batches, on the same
-   N deals; CPU seconds (user+sys) of each target process alone (least of 3 runs each), and
+   N deals; CPU seconds (user+sys) of each target process alone (least of 5 runs each), and
    their ratio.
 2. Latency: the emulator answers after 100 ms; deals/s with 8 requests in flight, as a share
    of the 8 x 100 deals / 0.1 s bound; then every deal's latest version is checked.
@@ -13,7 +13,7 @@ means):
 4. Memory: peak RSS of the target on 10,000 and on 200,000 deals, and the growth.
 
     python bench/run_bench.py [--deals 100000] [--only cpu,latency,rate-limit,memory]
-                              [--cpu-repeats 3] [--keep] [--timeout SECONDS]
+                              [--cpu-repeats 5] [--keep] [--timeout SECONDS]
 
 Exits 0 when every run completed (goals met or not: the table says); 1 when something broke
 (a target run exited non-zero or timed out, the emulator did not start, ...).
@@ -357,7 +357,7 @@ class Bench:
     workdir: Path
     emulator: Emulator
     timeout: float | None
-    cpu_repeats: int = 3
+    cpu_repeats: int = 5
     rows: list[Row] = field(default_factory=list)
     files: dict[int, Summary] = field(default_factory=dict)
 
@@ -716,8 +716,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--cpu-repeats",
         type=int,
-        default=3,
-        help="runs of each target in the CPU scenario; the least CPU counts (default 3)",
+        default=5,
+        help="runs of each target in the CPU scenario; the least CPU counts (default 5)",
     )
     parser.add_argument(
         "--only",
