@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
 from target_recotap.normalize import deal_body
@@ -21,7 +22,7 @@ class DealsSink(RecotapSink):
         self._pending: dict[str, Item] = {}
         self._held: set[str] = set()  # buffered deals whose earlier version was in flight
 
-    @property
+    @cached_property  # asked for every record; the setting cannot change during a run
     def max_size(self) -> int:
         # batch_size_rows may lower the batch, never raise it past the API's limit.
         return min(self.batch_size_rows or DEALS_PER_REQUEST, DEALS_PER_REQUEST)
