@@ -1,0 +1,95 @@
+"""Proxies from the environment: HTTPS_PROXY/HTTP_PROXY and NO_PROXY, as requests reads them."""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import urlsplit
+
+import pytest
+from support import config_for, deal, deals_messages, run_in_process
+
+
+class ForwardProxy(ThreadingHTTPServer):
+    """A plain-HTTP forward proxy on loopback that records what passed through it."""
+
+    daemon_threads = True
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        self.seen: list[tuple[str, str | None]] = []  # (absolute URL, Proxy-Authorization)
+        threading.Thread(target=self.serve_forever, daemon=True).start()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}"
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+    server: ForwardProxy
+
+    def do_POST(self) -> None:
+        self.server.seen.append((self.path, self.headers.get("Proxy-Authorization")))
+        target = urlsplit(self.path)  # a proxy is sent the absolute URL
+        assert target.hostname == "127.0.0.1"  # this proxy only ever forwards to loopback
+        body = self.rfile.read(int(self.headers["Content-Length"]))
+        headers = {k: v for k, v in self.headers.items() if k.lower() != "proxy-authorization"}
+        upstream = http.client.HTTPConnection(target.hostname, target.port, timeout=10)
+        try:
+            upstream.request("POST", target.path, body=body, headers=headers)
+            answer = upstream.getresponse()
+            payload = answer.read()
+        finally:
+            upstream.close()
+        self.send_response(answer.status)
+        self.send_header("Content-Type", answer.getheader("Content-Type", "application/json"))
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def proxy():
+    server = ForwardProxy()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture
+def no_proxy_settings(monkeypatch):
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+    return monkeypatch
+
+
+def test_requests_go_through_the_proxy_with_its_credentials(
+    emulator, proxy, no_proxy_settings, capsys
+):
+    no_proxy_settings.setenv("HTTP_PROXY", proxy.url.replace("http://", "http://me:s%40cret@"))
+
+    outcome = run_in_process(config_for(emulator), deals_messages([deal(1), deal(2)]), capsys)
+
+    assert outcome.exit_code == 0
+    assert set(emulator.store.deals()) == {"deal-1", "deal-2"}
+    assert [url for url, _ in proxy.seen] == [emulator.url + "/deals"]
+    expected = "Basic " + base64.b64encode(b"me:s@cret").decode()
+    assert proxy.seen[0][1] == expected
+
+
+def test_no_proxy_sends_directly(emulator, proxy, no_proxy_settings, capsys):
+    no_proxy_settings.setenv("HTTP_PROXY", proxy.url)
+    no_proxy_settings.setenv("NO_PROXY", "127.0.0.1")
+
+    outcome = run_in_process(config_for(emulator), deals_messages([deal(1)]), capsys)
+
+    assert outcome.exit_code == 0
+    assert "deal-1" in emulator.store.deals()
+    assert proxy.seen == []
