@@ -86,6 +86,10 @@ class UnexpectedResponse(RecotapError):
     """A status or body the contract does not describe."""
 
 
+class ProxyUnusable(ValueError):
+    """The proxy the environment names cannot be used; the message says how to fix it."""
+
+
 class Stopped(RecotapError):
     """The run is stopping (a signal arrived) and this request was not sent."""
 
@@ -309,10 +313,17 @@ def connections_for(base_url: str, connections: int) -> urllib3.PoolManager:
     proxy = select_proxy(base_url, get_environ_proxies(base_url))
     if not proxy:
         return urllib3.PoolManager(**options)
-    if proxy.lower().startswith("socks"):
-        from urllib3.contrib.socks import SOCKSProxyManager  # needs PySocks
-
+    scheme = proxy.partition("://")[0].lower()
+    if scheme.startswith("socks"):
+        try:
+            from urllib3.contrib.socks import SOCKSProxyManager
+        except ImportError:
+            raise ProxyUnusable(
+                f"the {scheme} proxy from the environment needs PySocks: pip install pysocks"
+            ) from None
         return SOCKSProxyManager(proxy, **options)
+    if scheme not in ("http", "https"):
+        raise ProxyUnusable(f"the proxy from the environment is a {scheme}:// URL, not http(s)")
     user, password = get_auth_from_url(proxy)
     if user:
         options["proxy_headers"] = urllib3.make_headers(proxy_basic_auth=f"{user}:{password}")

@@ -23,7 +23,7 @@ from singer_sdk.plugin_base import _ConfigInput
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
 from target_recotap.checkpoints import Checkpoints
-from target_recotap.client import RecotapClient, RecotapError, RetryPolicy
+from target_recotap.client import ProxyUnusable, RecotapClient, RecotapError, RetryPolicy
 from target_recotap.dry_run import DryRunClient
 from target_recotap.flow import Dispatcher, Throttle
 from target_recotap.reader import LineCountingReader
@@ -85,7 +85,10 @@ class TargetRecotap(Target):
             raise ConfigValidationError("Config validation failed", errors=problems)
         self.throttle = Throttle(int(self.config.get("max_concurrent_requests", 4)))
         self.dispatcher = Dispatcher(self.throttle)
-        self.client = self._make_client()
+        try:
+            self.client = self._make_client()
+        except ProxyUnusable as exc:
+            raise ConfigValidationError("Proxy unusable", errors=[str(exc)]) from None
         self.rejects = RejectLog(self.logger, self.config.get("dead_letter_path"))
         self.checkpoints = Checkpoints(self._write_state_message)
         self.stream_stats: defaultdict[str, StreamStats] = defaultdict(StreamStats)

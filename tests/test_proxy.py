@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import base64
 import http.client
+import importlib.util
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
-from support import config_for, deal, deals_messages, run_in_process
+from support import config_for, deal, deals_messages, run_cli, run_in_process, write_config
 
 
 class ForwardProxy(ThreadingHTTPServer):
@@ -93,3 +94,23 @@ def test_no_proxy_sends_directly(emulator, proxy, no_proxy_settings, capsys):
     assert outcome.exit_code == 0
     assert "deal-1" in emulator.store.deals()
     assert proxy.seen == []
+
+
+@pytest.mark.parametrize(
+    ("proxy_url", "expected"),
+    [
+        ("socks5://127.0.0.1:9", "needs PySocks: pip install pysocks"),
+        ("ftp://127.0.0.1:9", "is a ftp:// URL, not http(s)"),
+    ],
+)
+def test_an_unusable_proxy_stops_the_run_with_one_line(tmp_path, proxy_url, expected):
+    if proxy_url.startswith("socks") and importlib.util.find_spec("socks") is not None:
+        pytest.skip("PySocks is installed here, so a SOCKS proxy is usable")
+    config = {"api_key": "k", "api_url": "http://127.0.0.1:9/api/v1"}
+    env = {"HTTP_PROXY": proxy_url, "http_proxy": proxy_url, "NO_PROXY": "", "no_proxy": ""}
+
+    run = run_cli(["--config", str(write_config(tmp_path, config))], ["never read"], env=env)
+
+    assert run.returncode == 1
+    assert expected in run.stderr
+    assert "Traceback" not in run.stderr

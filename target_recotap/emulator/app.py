@@ -478,7 +478,7 @@ class EmulatorApp:
             else:
                 response = self._answer(request, endpoint, raw, seq)
         except Exception:
-            self.store.finish_request(seq, 500)  # werkzeug answers 500 and logs the traceback
+            self.store.finish_request(seq, 500)  # the server answers 500 and prints the traceback
             raise
         # Latency is how long an answer takes in all, the emulator's own work included.
         time.sleep(max(0.0, self.injector.latency_seconds() - (time.monotonic() - received)))
