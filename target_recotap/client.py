@@ -423,6 +423,7 @@ def _connection_failure(exc: TransportError) -> str:
     # NewConnectionError is a ConnectTimeoutError for urllib3's compatibility: refused first.
     if isinstance(exc, TransportTimeout) and not isinstance(exc, NewConnectionError):
         return "a timeout"
-    if isinstance(exc, ProtocolError) and str(exc).startswith("Connection broken"):
+    # urllib3's words for a failure while reading the body (before it: "Connection aborted").
+    if isinstance(exc, ProtocolError) and str(exc.args[0]).startswith("Connection broken"):
         return "a response cut short"
     return "a connection error (no response)"

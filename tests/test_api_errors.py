@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 
+import pytest
 from support import config_for, deal, deals_messages, record, run_in_process, schema, state
 
 from target_recotap.client import RetryPolicy, parse_retry_after
@@ -44,11 +45,23 @@ def test_5xx_then_success(emulator, capsys):
     assert [r["status"] for r in emulator.store.requests()] == [500, 502, 503, 504, 200]
 
 
-def test_lost_response_is_retried_and_the_upsert_lands_once(emulator, capsys):
-    emulator.faults.script.extend(["lose"])
-    outcome = run_in_process(config_for(emulator), deals_messages([deal(1, amount=3)]), capsys)
-    assert outcome.exit_code == 0
+@pytest.mark.parametrize(
+    ("outcome", "said"),
+    [("lose", "a connection error (no response)"), ("cut", "a response cut short")],
+)
+def test_a_response_lost_or_cut_short_is_retried_and_the_upsert_lands_once(
+    emulator, capsys, caplog, outcome, said
+):
+    emulator.faults.script.append(outcome)
+    with caplog.at_level(logging.WARNING):
+        result = run_in_process(config_for(emulator), deals_messages([deal(1, amount=3)]), capsys)
+    assert result.exit_code == 0
     assert emulator.store.deals()["deal-1"]["amount"] == 3
+    assert f"POST /deals: {said}; retry 1 of 8" in caplog.text
+    assert [(r["status"], r["lost"]) for r in emulator.store.requests()] == [
+        (200, True),
+        (200, False),
+    ]
 
 
 def test_retries_exhausted_exits_non_zero_without_a_state_ahead_of_the_data(

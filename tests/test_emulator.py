@@ -500,6 +500,23 @@ def test_a_body_without_a_usable_length_is_refused(emulator, header, status):
     assert b"Connection: close" in answer
 
 
+def test_a_cut_response_announces_its_length_and_stops_halfway(emulator):
+    emulator.faults.script.append("cut")
+    connection = http.client.HTTPConnection("127.0.0.1", emulator.port, timeout=TIMEOUT)
+    try:
+        body = json.dumps({"deals": [deal("d-1")]})
+        headers = {"X-Api-Key": emulator.api_key, "Content-Type": "application/json"}
+        connection.request("POST", "/api/v1/deals", body=body, headers=headers)
+        response = connection.getresponse()
+        assert response.status == 200
+        with pytest.raises(http.client.IncompleteRead):
+            response.read()
+    finally:
+        connection.close()
+    assert "d-1" in emulator.store.deals()
+    assert emulator.store.requests()[-1]["lost"] is True
+
+
 def test_stop_hangs_up_idle_keep_alive_connections():
     server = EmulatorServer().start()
     connection = http.client.HTTPConnection("127.0.0.1", server.port, timeout=TIMEOUT)

@@ -30,7 +30,8 @@ if TYPE_CHECKING:
 
 BASE_PATH = "/api/v1"
 ADMIN_PATH = "/_emulator"
-#: WSGI environ flag set on requests whose response the emulator dropped on purpose.
+#: WSGI environ entry set on requests whose response the emulator loses on purpose: "dropped"
+#: (no answer at all) or "cut" (the answer stops halfway through its body).
 LOST_RESPONSE_KEY = "recotap_emulator.lost_response"
 #: WSGI environ entry the server sets: time.monotonic() when the request line arrived.
 RECEIVED_KEY = "recotap_emulator.received"
@@ -484,7 +485,8 @@ class EmulatorApp:
         time.sleep(max(0.0, self.injector.latency_seconds() - (time.monotonic() - received)))
         self.store.finish_request(seq, response.status_code, lost=decision.lose)
         if decision.lose:
-            request.environ[LOST_RESPONSE_KEY] = True  # the server hangs up instead of answering
+            # The server hangs up instead of answering, or halfway through the answer.
+            request.environ[LOST_RESPONSE_KEY] = "cut" if decision.cut else "dropped"
         return response
 
     def _answer(self, request: Request, endpoint: str, raw: RawBody, seq: int) -> Response:

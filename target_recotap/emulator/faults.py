@@ -15,7 +15,8 @@ if TYPE_CHECKING:
     from collections.abc import Mapping
 
 #: Outcomes a test can queue in `Faults.script`, consumed one per API request.
-SCRIPT_OUTCOMES = frozenset({"ok", "429", "500", "502", "503", "504", "lose"})
+#: "lose" hangs up without an answer; "cut" sends the status line, headers and half the body.
+SCRIPT_OUTCOMES = frozenset({"ok", "429", "500", "502", "503", "504", "lose", "cut"})
 #: Statuses chosen from at random when `error_rate` fires.
 SERVER_ERROR_STATUSES = (500, 502, 503, 504)
 #: 409 customMessage variants: the documented one, with the trailing sentence some clients saw,
@@ -135,10 +136,12 @@ def _problems(faults: Faults) -> list[str]:
 
 @dataclass(frozen=True)
 class FaultDecision:
-    """What to do to one API request: fail it with `status` up front, or `lose` its response."""
+    """What to do to one API request: fail it with `status` up front, or `lose` its response
+    (all of it, or from the middle of the body when `cut`)."""
 
     status: int | None = None
     lose: bool = False
+    cut: bool = False
 
 
 NO_FAULT = FaultDecision()
@@ -236,4 +239,6 @@ def _scripted(outcome: str | int) -> FaultDecision:
         return NO_FAULT
     if outcome == "lose":
         return FaultDecision(lose=True)
+    if outcome == "cut":
+        return FaultDecision(lose=True, cut=True)
     return FaultDecision(status=int(outcome))

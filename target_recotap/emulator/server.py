@@ -111,15 +111,19 @@ class _RequestHandler(WSGIRequestHandler):
             return
         environ = self._environ(body)
         environ[RECEIVED_KEY] = received
-        answer = self._call_app(environ)
-        if environ.get(LOST_RESPONSE_KEY):
-            # The write happened; the client is left with a closed connection and no answer.
+        status, headers, body = self._call_app(environ)
+        lost = environ.get(LOST_RESPONSE_KEY)
+        if lost:
+            # The write happened; the client is left with a closed connection and no answer,
+            # or with an answer whose body stops halfway.
             self.close_connection = True
+            if lost == "cut":
+                self._send_answer(status, headers, body, send_bytes=len(body) // 2)
             with contextlib.suppress(OSError):
                 self.connection.shutdown(socket.SHUT_RDWR)
-            self.log_request("(response dropped)")
+            self.log_request(f"(response {lost})")
             return
-        self._send_answer(*answer)
+        self._send_answer(status, headers, body)
 
     def _read_body(self) -> bytes | None:
         if "chunked" in self.headers.get("Transfer-Encoding", "").lower():
@@ -177,7 +181,15 @@ class _RequestHandler(WSGIRequestHandler):
             return "500 Internal Server Error", [("Content-Type", "text/plain")], b"emulator error"
         return started[0], started[1], body
 
-    def _send_answer(self, status: str, headers: list[tuple[str, str]], body: bytes) -> None:
+    def _send_answer(
+        self,
+        status: str,
+        headers: list[tuple[str, str]],
+        body: bytes,
+        *,
+        send_bytes: int | None = None,
+    ) -> None:
+        """Answer with ``body`` (its whole length announced), or only its first ``send_bytes``."""
         code, _, reason = status.partition(" ")
         self.send_response(int(code), reason)
         for name, value in headers:
@@ -187,7 +199,7 @@ class _RequestHandler(WSGIRequestHandler):
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()  # flushes status line and headers in one write
-        self.wfile.write(body)
+        self.wfile.write(body if send_bytes is None else body[:send_bytes])
 
     def log_request(self, code: int | str = "-", size: int | str = "-") -> None:
         if self.server.log_requests:
