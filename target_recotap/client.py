@@ -9,6 +9,7 @@ import email.utils
 import logging
 import os
 import random
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -19,7 +20,7 @@ import msgspec
 import urllib3
 from requests.utils import get_auth_from_url, get_environ_proxies, select_proxy
 from urllib3.exceptions import HTTPError as TransportError
-from urllib3.exceptions import NewConnectionError, ProtocolError
+from urllib3.exceptions import NewConnectionError, ProtocolError, SSLError
 from urllib3.exceptions import TimeoutError as TransportTimeout
 
 from target_recotap import __version__
@@ -84,6 +85,10 @@ class RetriesExhausted(RecotapError):
 
 class UnexpectedResponse(RecotapError):
     """A status or body the contract does not describe."""
+
+
+class CertificateRefused(RecotapError):
+    """Recotap's TLS certificate failed verification: retrying cannot help."""
 
 
 class ProxyUnusable(ValueError):
@@ -209,6 +214,13 @@ class RecotapClient:
             try:
                 response = self._send(path, data)
             except TransportError as exc:
+                refusal = _certificate_refusal(exc)
+                if refusal:
+                    raise CertificateRefused(
+                        f"{what} not sent: the TLS certificate of {self.base_url} was refused "
+                        f"({refusal}); behind a TLS-inspecting proxy, set REQUESTS_CA_BUNDLE "
+                        "to its CA bundle"
+                    ) from None
                 failure, status, retry_after = _connection_failure(exc), None, None
             else:
                 status = response.status
@@ -417,6 +429,12 @@ def _violations(body: Any) -> list[Violation]:
                 )
             )
     return violations
+
+
+def _certificate_refusal(exc: TransportError) -> str | None:
+    """Why verification refused the server's certificate, if that is what failed."""
+    cause = exc.args[0] if isinstance(exc, SSLError) and exc.args else None
+    return cause.verify_message if isinstance(cause, ssl.SSLCertVerificationError) else None
 
 
 def _connection_failure(exc: TransportError) -> str:

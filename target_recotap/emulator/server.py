@@ -12,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import io
 import socket
+import ssl
 import sys
 import threading
 import time
@@ -218,6 +219,7 @@ class EmulatorServer:
         port: int = 0,
         *,
         log_requests: bool = False,
+        tls: ssl.SSLContext | None = None,
     ) -> None:
         if not is_loopback(host):
             raise ValueError(f"the emulator only listens on loopback addresses, not {host!r}")
@@ -227,6 +229,7 @@ class EmulatorServer:
         self.host = host
         self._requested_port = port
         self._log_requests = log_requests
+        self._tls = tls  # a server context: answer over https with its certificate
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -256,9 +259,9 @@ class EmulatorServer:
 
     @property
     def root_url(self) -> str:
-        """http://HOST:PORT, without a path."""
+        """http(s)://HOST:PORT, without a path."""
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self._tls else 'http'}://{host}:{self.port}"
 
     @property
     def url(self) -> str:
@@ -281,6 +284,8 @@ class EmulatorServer:
             return self
         address = (self.host, self._requested_port)
         server = _Server(address, self.app, log_requests=self._log_requests)
+        if self._tls is not None:
+            server.socket = self._tls.wrap_socket(server.socket, server_side=True)
         self._server = server
         # A short poll interval keeps stop() fast.
         self._thread = threading.Thread(
