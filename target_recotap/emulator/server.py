@@ -4,7 +4,8 @@ The HTTP layer is the standard library's (``http.server`` and ``wsgiref`` build 
 its WSGI environ). It keeps connections alive as a production API does: werkzeug's development
 server closes every connection, so each request paid for a TCP connect and a new thread, and a
 benchmark measured that instead of the client. Owning the loop also lets the lost-response fault
-hang up on the request's own socket instead of answering it.
+hang up on the request's own socket instead of answering it. Given a server SSL context it
+answers over https, so that tests can check certificate handling.
 """
 
 from __future__ import annotations
@@ -79,7 +80,7 @@ class _Server(ThreadingMixIn, WSGIServer):
 
 
 class _RequestHandler(WSGIRequestHandler):
-    """HTTP/1.1 with keep-alive; the app's answer is sent whole, or the connection is dropped."""
+    """HTTP/1.1 with keep-alive; an answer is sent whole, or lost as the app's fault says."""
 
     protocol_version = "HTTP/1.1"
     # Status line, headers and body go out without waiting for the client's ACK of the
@@ -147,7 +148,9 @@ class _RequestHandler(WSGIRequestHandler):
         environ.update(
             {
                 "wsgi.version": (1, 0),
-                "wsgi.url_scheme": "http",
+                "wsgi.url_scheme": "https"
+                if isinstance(self.connection, ssl.SSLSocket)
+                else "http",
                 "wsgi.input": io.BytesIO(body),
                 "wsgi.input_terminated": True,
                 "wsgi.errors": sys.stderr,
