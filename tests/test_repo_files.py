@@ -5,11 +5,16 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from packaging.version import Version
 
 ROOT = Path(__file__).parent.parent
+# check-jsonschema stops at 0.38 on Python 3.10, and 0.38's copy of Meltano's schema predates
+# the validate-records capability that singer-sdk targets declare (0.39's has it).
+MELTANO_SCHEMA_KNOWS_VALIDATE_RECORDS = Version(version("check-jsonschema")) >= Version("0.39")
 
 
 @pytest.mark.parametrize(
@@ -21,6 +26,8 @@ ROOT = Path(__file__).parent.parent
     ],
 )
 def test_file_is_valid_against_its_schema(schema, files):
+    if schema == "vendor.meltano" and not MELTANO_SCHEMA_KNOWS_VALIDATE_RECORDS:
+        pytest.skip("this check-jsonschema's Meltano schema predates validate-records")
     assert files
     check = subprocess.run(
         [sys.executable, "-m", "check_jsonschema", "--builtin-schema", schema, *map(str, files)],
