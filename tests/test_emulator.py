@@ -450,12 +450,17 @@ def test_lose_rate_spares_reads(emulator):
     assert list(emulator.store.pipelines()) == ["p"]
 
 
-def keep_alive_post(connection: http.client.HTTPConnection, emulator, deals) -> int:
-    """POST /deals on an open connection; the status, with the body read so it can be reused."""
+def send_deals(connection: http.client.HTTPConnection, emulator, deals) -> http.client.HTTPResponse:
+    """POST /deals on an open connection; the response, its body not read yet."""
     body = json.dumps({"deals": deals})
     headers = {"X-Api-Key": emulator.api_key, "Content-Type": "application/json"}
     connection.request("POST", "/api/v1/deals", body=body, headers=headers)
-    response = connection.getresponse()
+    return connection.getresponse()
+
+
+def keep_alive_post(connection: http.client.HTTPConnection, emulator, deals) -> int:
+    """POST /deals on an open connection; the status, with the body read so it can be reused."""
+    response = send_deals(connection, emulator, deals)
     response.read()
     return response.status
 
@@ -504,10 +509,7 @@ def test_a_cut_response_announces_its_length_and_stops_halfway(emulator):
     emulator.faults.script.append("cut")
     connection = http.client.HTTPConnection("127.0.0.1", emulator.port, timeout=TIMEOUT)
     try:
-        body = json.dumps({"deals": [deal("d-1")]})
-        headers = {"X-Api-Key": emulator.api_key, "Content-Type": "application/json"}
-        connection.request("POST", "/api/v1/deals", body=body, headers=headers)
-        response = connection.getresponse()
+        response = send_deals(connection, emulator, [deal("d-1")])
         assert response.status == 200
         with pytest.raises(http.client.IncompleteRead):
             response.read()
