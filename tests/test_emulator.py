@@ -669,24 +669,23 @@ def test_file_store_persists_across_instances(tmp_path):
 def test_cli_show_lists_a_file_database(tmp_path, capsys):
     path = tmp_path / "emulator.sqlite"
     store = EmulatorStore(path)
-    store.upsert_deals([deal("d-1", amount=75000), deal("d-2")], seq=4)
+    started = {"startDate": "2026-01-15T00:00:00Z", "associatedAccounts": [{"domain": "acme.com"}]}
+    store.upsert_deals([deal("d-1", amount=75000, **started), deal("d-2")], seq=4)
     store.create_pipelines([pipeline("smb")])
     store.close()
 
     assert main(["show", "deals", "--db", str(path)]) == 0
     table = capsys.readouterr().out.splitlines()
+    # The deal's own fields that some deal has, in the API's order; no storage columns.
     assert table[0].split() == [
         "externalDealId",
         "name",
         "amount",
-        "stageId",
-        "pipelineId",
-        "closedDate",
-        "ownerEmail",
-        "version",
-        "lastSeq",
+        "startDate",
+        "associatedAccounts",
     ]
-    assert table[2].split() == ["d-1", "Deal", "d-1", "75000", "1", "4"]
+    assert table[2].split() == ["d-1", "Deal", "d-1", "75000", "2026-01-15T00:00:00Z", "acme.com"]
+    assert table[3].split() == ["d-2", "Deal", "d-2"]
     assert len(table) == 4
 
     assert main(["show", "pipelines", "--db", str(path), "--json"]) == 0

@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from target_recotap.emulator.app import DEAL
 from target_recotap.emulator.faults import CONFLICT_FORMS, DEFAULT_BODY_LIMIT, Faults
 from target_recotap.emulator.server import DEFAULT_API_KEY, EmulatorServer, is_loopback
 from target_recotap.emulator.store import MEMORY, EmulatorStore
@@ -188,7 +189,7 @@ def show(args: argparse.Namespace) -> int:
         return 2
     store = EmulatorStore(args.db, read_only=True)
     try:
-        records = store.deal_records() if args.what == "deals" else list(store.pipelines().values())
+        records = list((store.deals() if args.what == "deals" else store.pipelines()).values())
     finally:
         store.close()
     if args.json:
@@ -196,30 +197,31 @@ def show(args: argparse.Namespace) -> int:
     elif not records:
         print(f"(no {args.what})")
     elif args.what == "deals":
-        print(format_table(DEAL_COLUMNS, [_deal_row(record) for record in records]))
+        columns = deal_columns(records)
+        print(format_table(columns, [_deal_row(deal, columns) for deal in records]))
     else:
         print(format_table(PIPELINE_COLUMNS, [_pipeline_row(pipeline) for pipeline in records]))
     return 0
 
 
-DEAL_COLUMNS = (
-    "externalDealId",
-    "name",
-    "amount",
-    "stageId",
-    "pipelineId",
-    "closedDate",
-    "ownerEmail",
-    "version",
-    "lastSeq",
-)
 PIPELINE_COLUMNS = ("pipelineId", "pipelineLabel", "stages")
 
 
-def _deal_row(record: dict[str, Any]) -> list[str]:
-    deal = record["deal"]
-    fields = [_cell(deal.get(column)) for column in DEAL_COLUMNS[:-2]]
-    return [*fields, str(record["version"]), str(record["lastSeq"])]
+def deal_columns(deals: Sequence[dict[str, Any]]) -> list[str]:
+    """The deal fields that some stored deal has, in the API's order: the rest would be empty."""
+    present = {name for deal in deals for name in deal}
+    return [name for name in DEAL.props if name in present]
+
+
+def _deal_row(deal: dict[str, Any], columns: Sequence[str]) -> list[str]:
+    accounts = ", ".join(
+        str(a.get("domain") or a.get("externalId") or a.get("name"))
+        for a in deal.get("associatedAccounts") or []
+    )
+    return [
+        _cell(accounts if column == "associatedAccounts" else deal.get(column))
+        for column in columns
+    ]
 
 
 def _pipeline_row(pipeline: dict[str, Any]) -> list[str]:
