@@ -17,7 +17,7 @@ class Checkpoints:
     def __init__(self, write: Callable[[dict[str, Any]], None]) -> None:
         self._write = write
         self._waiting: list[tuple[int, dict[str, Any]]] = []
-        self._last_written: dict[str, Any] | None = None
+        self.last_written: dict[str, Any] | None = None
 
     def received(self, state: dict[str, Any], after_record: int) -> None:
         self._waiting.append((after_record, state))
@@ -33,6 +33,6 @@ class Checkpoints:
             return
         del self._waiting[: len(safe)]
         state = safe[-1][1]
-        if state != self._last_written:
+        if state != self.last_written:
             self._write(state)
-            self._last_written = state
+            self.last_written = state

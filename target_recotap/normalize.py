@@ -31,6 +31,9 @@ class InvalidRecord(ValueError):
 
 
 REQUIRED_DEAL_FIELDS = ("externalDealId", "name")
+# The names a record's Recotap ID may come under: Recotap's own, then its snake_case twin.
+DEAL_ID_NAMES = ("externalDealId", "external_deal_id")
+PIPELINE_ID_NAMES = ("pipelineId", "pipeline_id")
 
 # Close to class-validator's isEmail: one @, no spaces, a dotted domain with a real TLD.
 _EMAIL = re.compile(
@@ -232,12 +235,12 @@ def convert_fields(item: Mapping[str, Any], table: FieldTable, prefix: str = "")
 
 DEAL_FIELDS = field_table(
     {
-        "externalDealId": (to_text, ("external_deal_id",)),
+        DEAL_ID_NAMES[0]: (to_text, DEAL_ID_NAMES[1:]),
         "name": (to_text, ()),
         "amount": (to_amount, ()),
         "stageId": (to_text, ("stage_id",)),
         "stageLabel": (to_text, ("stage_label",)),
-        "pipelineId": (to_text, ("pipeline_id",)),
+        PIPELINE_ID_NAMES[0]: (to_text, PIPELINE_ID_NAMES[1:]),
         "pipelineLabel": (to_text, ("pipeline_label",)),
         "startDate": (to_utc_timestamp, ("start_date",)),
         "closedDate": (to_utc_timestamp, ("closed_date",)),
@@ -284,7 +287,7 @@ def pipeline_part(record: Mapping[str, Any]) -> PipelinePart:
     one ``stageId``/``stageLabel``. ``label`` names the pipeline in the first shape and the
     stage in the second (HubSpot's ``deal_pipelines`` uses it at both levels).
     """
-    raw_id = pick(record, ("pipelineId", "pipeline_id"))
+    raw_id = pick(record, PIPELINE_ID_NAMES)
     if raw_id is None:
         raise InvalidRecord("pipelineId is missing or empty")
     pipeline_id = to_text(raw_id, "pipelineId")

@@ -11,10 +11,12 @@ from collections import defaultdict
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
+import click
 from singer_sdk import Target
 from singer_sdk.exceptions import (
     ConfigValidationError,
     InvalidJSONSchema,
+    MapExpressionError,
     MissingKeyPropertiesError,
     RecordsWithoutSchemaException,
 )
@@ -27,11 +29,12 @@ from target_recotap.client import ProxyUnusable, RecotapClient, RecotapError, Re
 from target_recotap.dry_run import DryRunClient
 from target_recotap.flow import Dispatcher, Throttle
 from target_recotap.reader import LineCountingReader
-from target_recotap.rejects import Received, RejectLog
+from target_recotap.rejects import DeadLetterUnwritable, Received, RejectLog
 from target_recotap.settings import (
     CONFIG_SCHEMA,
     DEFAULT_API_URL,
     DEFAULT_DRY_RUN_PATH,
+    config_file_problem,
     config_problems,
 )
 from target_recotap.sinks import (
@@ -188,7 +191,13 @@ class TargetRecotap(Target):
             # Nothing here changes a record; only a custom map might, and the dead letter
             # must keep the record as it arrived.
             unchanged = type(stream_map) is SameRecordTransform
-            record = stream_map.transform(raw if unchanged else copy.copy(raw))
+            try:
+                record = stream_map.transform(raw if unchanged else copy.copy(raw))
+            except Exception as exc:  # a map expression is the user's code: it can raise anything
+                sink = self._sinks_active.get(stream_map.stream_alias)
+                if isinstance(sink, RecotapSink):
+                    sink.reject_unmapped(received, f"the stream map failed on it: {_why(exc)}")
+                continue
             if record is None:
                 continue
             sink = self.get_sink(stream_map.stream_alias, record=record)
@@ -201,6 +210,8 @@ class TargetRecotap(Target):
 
     def _process_state_message(self, message_dict: dict) -> None:
         self._assert_line_requires(message_dict, requires={"value"})
+        if self.config.get("dry_run"):
+            return  # nothing reaches Recotap, so the tap's bookmarks must not move
         self.checkpoints.received(message_dict["value"], after_record=self._records_read)
         self.checkpoint()
 
@@ -237,22 +248,39 @@ class TargetRecotap(Target):
         # shorter switch interval lets a sender take its answer without waiting 5 ms each time.
         sys.setswitchinterval(0.0002)
         try:
+            self._move_dead_letter_aside_if_read(file_input or self.message_reader.default_input)
             return self._run(file_input)
-        except RecotapError as exc:
+        except (RecotapError, DeadLetterUnwritable) as exc:
             self.client.stop()  # requests still in flight give up their retries
-            self.logger.error("Stopped: %s. The last STATE written covers what was settled.", exc)
+            self.logger.error("Stopped: %s. %s", exc, self._where_to_resume())
             return EXIT_FAILED
         except RunInterrupted as exc:
             self.logger.error(
-                "Stopped by %s: records not yet confirmed were not checkpointed; run again to "
-                "finish from the last STATE written.",
+                "Stopped by %s: records not yet confirmed were not checkpointed. %s",
                 exc,
+                self._where_to_resume(),
             )
             return EXIT_FAILED
         finally:
             self.dispatcher.close()
             self.client.close()
             self._log_summary()
+
+    def _move_dead_letter_aside_if_read(self, source: IO[str]) -> None:
+        moved = self.rejects.move_aside_if_read(source)
+        if moved is not None:
+            self.logger.info(
+                "The input is the dead letter %s: it was moved to %s, which this run replays; "
+                "records rejected again go to a new %s",
+                self.rejects.path,
+                moved,
+                self.rejects.path,
+            )
+
+    def _where_to_resume(self) -> str:
+        if self.checkpoints.last_written is not None:
+            return "Run again to continue from the last STATE written"
+        return "No STATE was written: a rerun starts where this run started"
 
     def _run(self, file_input: IO[str] | None) -> int:
         try:
@@ -317,6 +345,18 @@ class TargetRecotap(Target):
             )
 
     @classmethod
+    def cb_config(
+        cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]
+    ) -> _ConfigInput:
+        """Read the ``--config`` files; one that is missing or not JSON ends the run in a line."""
+        for path in value:
+            problem = None if path == "ENV" else config_file_problem(path)
+            if problem:
+                cls.logger.error("Settings: %s", problem)
+                ctx.exit(EXIT_FAILED)
+        return super().cb_config(ctx, param, value)
+
+    @classmethod
     def invoke(  # type: ignore[override]
         cls,
         *,
@@ -328,11 +368,22 @@ class TargetRecotap(Target):
         super(Target, cls).invoke(about=about, about_format=about_format)
         cls.print_version(print_fn=cls.logger.info)
         config = config or _ConfigInput()
-        target = cls(config=config.config, parse_env_config=config.parse_env)
+        try:
+            target = cls(config=config.config, parse_env_config=config.parse_env)
+        except ConfigValidationError as exc:
+            # The SDK would log each problem, then "Config validation failed": one line says it.
+            cls.logger.error("Settings: %s", "; ".join(exc.errors) or exc)
+            sys.exit(EXIT_FAILED)
         # What exists now (modules, the SDK's classes, settings) lives until exit. Frozen, the
         # collector stops walking it on every full pass, and exit skips it: about 0.1 s less.
         gc.freeze()
         sys.exit(target.run(file_input))
+
+
+def _why(exc: Exception) -> str:
+    """What went wrong in a stream map expression: the SDK wraps simpleeval's own words."""
+    cause = exc.__cause__ if isinstance(exc, MapExpressionError) and exc.__cause__ else exc
+    return str(cause) or type(cause).__name__
 
 
 def _first_sentence(exc: Exception) -> str:

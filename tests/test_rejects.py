@@ -3,10 +3,28 @@
 from __future__ import annotations
 
 import json
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
 
-from support import config_for, deal, deals_messages, record, run_in_process, schema
+from support import (
+    config_for,
+    deal,
+    deals_messages,
+    record,
+    run_cli,
+    run_in_process,
+    schema,
+    state,
+    to_lines,
+    write_config,
+)
 
 from target_recotap.rejects import REJECTION_KEY
+
+README = Path(__file__).parent.parent / "README.md"
 
 
 def read_dead_letter(path):
@@ -59,8 +77,8 @@ def test_failed_and_missing_results_from_the_api_are_rejected(emulator, capsys, 
         if m["type"] == "RECORD"
     }
     assert rejected == {
-        "deal-2": "Recotap did not upsert it: owner is archived",
-        "deal-3": "Recotap's answer left this deal out: outcome unknown",
+        "deal-2": "record 'deal-2': Recotap did not upsert it: owner is archived",
+        "deal-3": "record 'deal-3': Recotap's answer left this deal out: outcome unknown",
     }
 
 
@@ -97,3 +115,200 @@ def test_schema_validation_can_be_turned_off(emulator, capsys):
     outcome = run_in_process(config_for(emulator, validate_records=False), messages, capsys)
     assert outcome.exit_code == 0
     assert emulator.store.deals()["deal-1"]["ownerName"] == "12345"
+
+
+def rejected_records(path: Path) -> list[dict]:
+    return [m["record"] for m in read_dead_letter(path) if m["type"] == "RECORD"]
+
+
+def test_the_readme_replay_loop_replays_what_the_file_held_and_ends(emulator, tmp_path):
+    # The command exactly as the README prints it, run by a shell in the user's folder.
+    command = re.search(
+        r"^target-recotap --config config\.json --input rejected\.jsonl$", README.read_text(), re.M
+    )
+    assert command, "the README no longer shows the replay command"
+    config = config_for(emulator, dead_letter_path="rejected.jsonl", max_rejected_records=10)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    bad = [deal(1, ownerEmail="jane at example"), deal(2, amount="lots")]
+    first = run_cli(["--config", "config.json"], deals_messages([deal(0), *bad]), cwd=tmp_path)
+    assert first.returncode == 0, first.stderr
+    held = (tmp_path / "rejected.jsonl").read_text()
+    assert rejected_records(tmp_path / "rejected.jsonl") == bad
+
+    path = os.pathsep.join([str(Path(sys.executable).parent), os.environ.get("PATH", "")])
+    for _ in range(2):  # the loop as a user runs it, again and again
+        replay = subprocess.run(
+            ["bash", "-c", command.group(0)],
+            cwd=tmp_path,
+            env={**os.environ, "PATH": path},
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert replay.returncode == 0, replay.stderr
+        assert "Rejected deals record" in replay.stderr
+        # What the file held is kept aside, unchanged; the new file holds only this run's.
+        moved = re.search(
+            r"it was moved to (\S+rejected\.\d{8}T\d{6}Z(?:-\d+)?\.jsonl)", replay.stderr
+        )
+        assert moved, replay.stderr
+        assert Path(moved.group(1)).read_text() == held
+        assert rejected_records(tmp_path / "rejected.jsonl") == bad
+        held = (tmp_path / "rejected.jsonl").read_text()
+    assert set(emulator.store.deals()) == {"deal-0"}
+
+
+def test_the_dead_letter_is_the_same_file_under_any_spelling(emulator, tmp_path):
+    dead_letter = tmp_path / "rejected.jsonl"
+    (tmp_path / "link.jsonl").symlink_to("rejected.jsonl")
+    config_path = write_config(tmp_path, config_for(emulator, dead_letter_path=str(dead_letter)))
+    bad = deal(1, ownerEmail="not an email")
+    run_cli(["--config", str(config_path)], deals_messages([bad]))
+    spellings = {
+        "a symlink, absolute": ["--input", str(tmp_path / "link.jsonl")],
+        "relative, with ..": ["--input", "../" + tmp_path.name + "/rejected.jsonl"],
+        "standard input": [],
+    }
+    for spelling, args in spellings.items():
+        with dead_letter.open() as held:
+            replay = subprocess.run(
+                [sys.executable, "-m", "target_recotap", "--config", str(config_path), *args],
+                stdin=held if not args else subprocess.DEVNULL,
+                cwd=tmp_path,
+                capture_output=True,
+                text=True,
+                timeout=60,
+                check=False,
+            )
+        assert replay.returncode == 3, (spelling, replay.stderr)
+        assert "it was moved to" in replay.stderr, spelling
+        assert rejected_records(dead_letter) == [bad], spelling
+    # The symlink still leads to the dead letter, and three earlier copies were kept aside.
+    assert (tmp_path / "link.jsonl").resolve() == dead_letter
+    assert len(list(tmp_path.glob("rejected.*.jsonl"))) == 3
+
+
+def test_another_input_file_appends_to_the_dead_letter(emulator, tmp_path):
+    dead_letter = tmp_path / "rejected.jsonl"
+    config_path = write_config(tmp_path, config_for(emulator, dead_letter_path=str(dead_letter)))
+    source = tmp_path / "input.jsonl"
+    for n in (1, 2):
+        source.write_text(to_lines(deals_messages([deal(n, ownerEmail="bad")])))
+        run = run_cli(["--config", str(config_path), "--input", str(source)])
+        assert run.returncode == 3
+        assert "moved" not in run.stderr
+    assert [r["externalDealId"] for r in rejected_records(dead_letter)] == ["deal-1", "deal-2"]
+    assert list(tmp_path.glob("rejected.*.jsonl")) == []
+
+
+def test_a_rejection_names_the_record_by_the_id_recotap_knows(emulator, tmp_path):
+    # A tap whose deals carry id and pipeline_id, renamed to Recotap's fields by a stream map.
+    dead_letter = tmp_path / "rejected.jsonl"
+    config = config_for(
+        emulator,
+        dead_letter_path=str(dead_letter),
+        max_rejected_records=10,
+        stream_maps={"crm_deals": {"__alias__": "deals", "externalDealId": "record.get('id')"}},
+    )
+    crm_schema = {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "crm_key": {"type": "integer"},
+            "pipeline_id": {"type": "string"},
+            "name": {"type": "string"},
+            "ownerEmail": {"type": "string"},
+        },
+    }
+    messages = [
+        schema("crm_deals", crm_schema, keys=["crm_key"]),
+        record(
+            "crm_deals",
+            {
+                "id": "d-77",
+                "crm_key": 1,
+                "pipeline_id": "partner-emea",
+                "name": "Big",
+                "ownerEmail": "not an email",
+            },
+        ),
+        # No ID for Recotap at all: named by the source stream's key property.
+        record("crm_deals", {"crm_key": 2, "pipeline_id": "partner-emea", "name": "No id"}),
+        state({"s": 1}),
+    ]
+    run = run_cli(["--config", str(write_config(tmp_path, config))], messages)
+    assert run.returncode == 0, run.stderr
+    assert "Rejected deals record 'd-77': ownerEmail 'not an email'" in run.stderr
+    assert "Rejected deals record crm_key='2': externalDealId is missing" in run.stderr
+    assert "partner-emea" not in run.stderr
+    reasons = [
+        m[REJECTION_KEY]["reason"] for m in read_dead_letter(dead_letter) if m["type"] == "RECORD"
+    ]
+    assert reasons[0].startswith("record 'd-77': ")
+    assert reasons[1].startswith("record crm_key='2': ")
+
+
+def test_a_pipeline_rejected_by_the_api_is_named_by_its_pipeline_id(emulator, tmp_path):
+    emulator.faults.refuse_ids = {"p-9": "pipeline is archived"}
+    stage = {"stageId": "s1", "stageLabel": "One"}
+    messages = [
+        schema("deal_stages"),
+        record(
+            "deal_stages",
+            {
+                "pipeline_id": "p-9",
+                "pipelineLabel": "P",
+                "stages": [stage],
+                "externalDealId": "looks-like-an-id",
+            },
+        ),
+    ]
+    run = run_cli(["--config", str(write_config(tmp_path, config_for(emulator)))], messages)
+    assert run.returncode == 3, run.stderr
+    assert "Rejected deal_stages record 'p-9': Recotap refused it" in run.stderr
+
+
+def test_a_dead_letter_that_cannot_be_written_stops_the_run_in_one_line(emulator, tmp_path):
+    config = config_for(emulator, dead_letter_path="/dev/full", max_rejected_records=10)
+    messages = [
+        *deals_messages([deal(1)]),
+        state({"s": 1}),
+        record("deals", deal(2, ownerEmail="bad")),
+        record("deals", deal(3)),
+        state({"s": 2}),
+    ]
+    run = run_cli(["--config", str(write_config(tmp_path, config))], messages)
+    assert run.returncode == 1
+    assert "Traceback" not in run.stderr
+    stopped = [line for line in run.stderr.splitlines() if "ERROR" in line]
+    assert len(stopped) == 1, run.stderr
+    assert "the dead letter '/dev/full' cannot be written (No space left on device)" in stopped[0]
+    assert "the run stopped so that no rejection is lost" in stopped[0]
+    # Nothing after the unrecorded rejection is checkpointed.
+    assert {"s": 2} not in [json.loads(line) for line in run.stdout.splitlines()]
+
+
+def test_a_stream_map_that_fails_on_a_record_rejects_that_record(emulator, tmp_path):
+    dead_letter = tmp_path / "rejected.jsonl"
+    config = config_for(
+        emulator,
+        dead_letter_path=str(dead_letter),
+        max_rejected_records=10,
+        stream_maps={"crm": {"__alias__": "deals", "externalDealId": "id"}},
+    )
+    crm_schema = {"type": "object", "properties": {"id": {"type": "string"}}}
+    messages = [
+        schema("crm", crm_schema),
+        record("crm", {"id": "d-1", "name": "ok"}),
+        record("crm", {"name": "has no id"}),  # the map's expression `id` cannot be evaluated
+        state({"s": 1}),
+    ]
+    run = run_cli(["--config", str(write_config(tmp_path, config))], messages)
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    assert "Rejected deals record #2 of the input: the stream map failed on it: 'id' is not" in (
+        run.stderr
+    )
+    assert rejected_records(dead_letter) == [{"name": "has no id"}]
+    assert json.loads(run.stdout) == {"s": 1}

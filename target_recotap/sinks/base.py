@@ -14,7 +14,7 @@ from singer_sdk.exceptions import MissingKeyPropertiesError
 from singer_sdk.sinks import BatchSink
 
 from target_recotap.client import PayloadTooLarge, RequestRejected
-from target_recotap.normalize import InvalidRecord
+from target_recotap.normalize import InvalidRecord, pick
 from target_recotap.validation import RecordValidator
 
 if TYPE_CHECKING:
@@ -57,6 +57,9 @@ class RecotapSink(BatchSink, abc.ABC):
     until the request carrying it succeeded (or it was rejected): ``first_unsettled`` is the
     oldest such record's position, which is what the target's checkpoints wait for.
     """
+
+    #: The fields that hold the ID Recotap knows a record by (the item's key), in that order.
+    id_fields: tuple[str, ...]
 
     def __init__(
         self,
@@ -144,14 +147,26 @@ class RecotapSink(BatchSink, abc.ABC):
                 raise InvalidRecord(problem)
             self.add(record, received)
         except InvalidRecord as exc:
-            self.reject([received], str(exc))
+            self.reject([received], str(exc), self.record_id(record))
         except RecursionError:
             self.reject([received], "the record is nested too deeply to read")
 
-    def reject(self, sources: Sequence[Received], reason: str) -> None:
+    def reject_unmapped(self, received: Received, reason: str) -> None:
+        """Take a record that its stream map could not transform: received, and rejected."""
+        self.stats.received += 1
+        self.reject([received], reason)
+
+    def record_id(self, record: dict[str, Any]) -> str | None:
+        """The ID Recotap would know ``record`` by (as mapped), if it has a usable one."""
+        value = pick(record, self.id_fields)
+        return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+
+    def reject(
+        self, sources: Sequence[Received], reason: str, record_id: str | None = None
+    ) -> None:
         self.stats.add(rejected=len(sources))
         for received in sources:
-            self.rejects.reject(self.stream_name, received, reason)
+            self.rejects.reject(self.stream_name, received, reason, record_id)
 
     def deliver(self, items: list[Item], send: Callable[[list[Item]], None]) -> None:
         """Send ``items``; if the API refuses the request, halve it to find the items to blame."""
@@ -168,7 +183,7 @@ class RecotapSink(BatchSink, abc.ABC):
                 if isinstance(exc, RequestRejected) and exc.violations
                 else f"Recotap refused it: {exc}"
             )
-            self.reject(items[0].sources, reason)
+            self.reject(items[0].sources, reason, items[0].key)
 
     def process_record(self, record: dict, context: dict) -> None:
         """Unused: the target calls ``accept``, which buffers in the sink's own structures."""

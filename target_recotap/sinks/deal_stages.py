@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from target_recotap.client import PipelineConflict
-from target_recotap.normalize import pipeline_part
+from target_recotap.normalize import PIPELINE_ID_NAMES, pipeline_part
 from target_recotap.rejects import Received
 from target_recotap.settings import PIPELINES_PER_REQUEST
 from target_recotap.sinks.base import Item, RecotapSink
@@ -29,6 +29,8 @@ class PipelineDraft:
 
 class DealStagesSink(RecotapSink):
     """Groups records by ``pipelineId`` and creates each pipeline once."""
+
+    id_fields = PIPELINE_ID_NAMES
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -60,7 +62,8 @@ class DealStagesSink(RecotapSink):
         for pipeline_id, draft in drafts.items():
             if draft.label is None or not draft.stages:
                 missing = "label" if draft.label is None else "stages"
-                self.reject(draft.sources, f"pipeline {pipeline_id!r} has no {missing}")
+                reason = f"pipeline {pipeline_id!r} has no {missing}"
+                self.reject(draft.sources, reason, pipeline_id)
                 continue
             body = {
                 "pipelineId": pipeline_id,
@@ -90,7 +93,9 @@ class DealStagesSink(RecotapSink):
             if item.key in created:
                 self.stats.add(accepted=1)
             else:
-                self.reject(item.sources, "Recotap's answer did not confirm it was created")
+                self.reject(
+                    item.sources, "Recotap's answer did not confirm it was created", item.key
+                )
 
     def _after_conflict(self, items: list[Item], conflict: PipelineConflict) -> None:
         """Skip the pipelines that exist and send the rest, one by one if the 409 is unreadable."""

@@ -6,7 +6,7 @@ import itertools
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
 
-from target_recotap.normalize import deal_body
+from target_recotap.normalize import DEAL_ID_NAMES, deal_body
 from target_recotap.settings import DEALS_PER_REQUEST
 from target_recotap.sinks.base import Item, RecotapSink
 
@@ -16,6 +16,8 @@ if TYPE_CHECKING:
 
 class DealsSink(RecotapSink):
     """Buffers one version per ``externalDealId`` (the latest) and sends full batches."""
+
+    id_fields = DEAL_ID_NAMES
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
@@ -82,10 +84,12 @@ class DealsSink(RecotapSink):
         for item in items:
             outcome = outcomes.get(item.key)
             if outcome is None:
-                self.reject(item.sources, "Recotap's answer left this deal out: outcome unknown")
+                self.reject(
+                    item.sources, "Recotap's answer left this deal out: outcome unknown", item.key
+                )
             elif outcome.get("status") == "upserted":
                 upserted += 1
             else:
                 error = outcome.get("error") or f"status {outcome.get('status')!r}"
-                self.reject(item.sources, f"Recotap did not upsert it: {error}")
+                self.reject(item.sources, f"Recotap did not upsert it: {error}", item.key)
         self.stats.add(sent=len(items), accepted=upserted)
