@@ -63,7 +63,8 @@ def definition(info: dict[str, Any]) -> dict[str, Any]:
         "maintenance_status": "active",
         "keywords": ["meltano_sdk", "recotap", "abm", "crm", "deals"],
         "capabilities": info["capabilities"],
-        "settings_group_validation": [info["settings"].get("required", ["api_key"])],
+        # Every run but a dry run needs the key, which is why the schema cannot require it.
+        "settings_group_validation": [["api_key"]],
         "settings": [setting(name, schema) for name, schema in properties.items()],
     }
 

@@ -37,9 +37,13 @@ class LineCountingReader(SingerReader):
         try:
             return deserialize_json(line)
         except json.JSONDecodeError as exc:
-            raise InvalidInputLine(
-                f"not a JSON message ({exc.msg} at column {exc.colno})"
-            ) from None
+            # The decoder counts the line's own newline, so a line cut short would be "broken"
+            # at column 1 of a second line: say that it ended instead.
+            if exc.pos >= len(line.rstrip("\r\n")):
+                problem = "not a JSON message: the line ends in the middle of it"
+            else:
+                problem = f"not a JSON message ({exc.msg} at column {exc.pos + 1})"
+            raise InvalidInputLine(problem) from None
         except RecursionError:
             raise InvalidInputLine("a JSON message nested too deeply to read") from None
 

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -18,10 +20,11 @@ CONFIG_SCHEMA = th.PropertiesList(
     th.Property(
         "api_key",
         th.StringType(min_length=1),
-        required=True,
+        # Not required by the schema only because a dry run needs none: config_problems asks.
         secret=True,
         title="API key",
-        description="Recotap API key, sent as the X-Api-Key header. Never logged.",
+        description="Recotap API key, sent as the X-Api-Key header. Never logged. Required, "
+        "except for a dry run.",
     ),
     th.Property(
         "api_url",
@@ -68,7 +71,8 @@ CONFIG_SCHEMA = th.PropertiesList(
         default=False,
         title="Dry run",
         description="Validate, normalise and batch, but send nothing: each request body that "
-        "would be sent is written as one JSON line to dry_run_path.",
+        "would be sent is written as one JSON line to dry_run_path. No STATE is written, so "
+        "the next real run starts where the last real run ended.",
     ),
     th.Property(
         "dry_run_path",
@@ -83,7 +87,8 @@ CONFIG_SCHEMA = th.PropertiesList(
         th.StringType(min_length=1),
         title="Dead-letter file",
         description="File to which rejected records are appended as Singer messages, with "
-        "the reason; feed it back with --input after fixing them.",
+        "the reason; feed it back with --input after fixing them. A run whose input is this "
+        "file renames it first (with a timestamp) and writes its own rejections anew.",
     ),
     th.Property(
         "max_rejected_records",
@@ -128,9 +133,36 @@ def api_url_problem(url: str) -> str | None:
     return None
 
 
+def config_file_problem(path: str) -> str | None:
+    """Why the config file at ``path`` cannot be read as settings, or None if it can.
+
+    The SDK reads the files itself; asked first, a missing file or a syntax error is one line
+    instead of the SDK's traceback.
+    """
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except FileNotFoundError:
+        return f"config file {path!r} was not found"
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "it is not UTF-8 text"
+        return f"config file {path!r} cannot be read: {reason}"
+    try:
+        settings = json.loads(text)
+    except json.JSONDecodeError as exc:
+        return (
+            f"config file {path!r} is not valid JSON: {exc.msg} "
+            f"at line {exc.lineno}, column {exc.colno}"
+        )
+    if not isinstance(settings, dict):
+        return f"config file {path!r} must hold a JSON object of settings"
+    return None
+
+
 def config_problems(config: Mapping[str, Any]) -> list[str]:
     """Problems with a config that passed its JSON Schema."""
     problems = []
+    if not config.get("api_key") and not config.get("dry_run"):
+        problems.append("api_key is required (only a dry run can do without it)")
     url_problem = api_url_problem(str(config.get("api_url", DEFAULT_API_URL)))
     if url_problem:
         problems.append(url_problem)

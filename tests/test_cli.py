@@ -81,6 +81,18 @@ def test_dry_run_sends_nothing_and_writes_the_bodies(emulator, tmp_path):
     assert "dry-secret-key" not in out.read_text()
 
 
+def test_a_dry_run_needs_no_key_and_moves_no_bookmark(emulator, tmp_path):
+    out = tmp_path / "bodies.jsonl"
+    config = {"api_url": emulator.url, "dry_run": True, "dry_run_path": str(out)}
+    messages = [*deals_messages([deal(1)]), state({"s": 1}), record("deals", deal(2))]
+    run = run_cli(["--config", str(write_config(tmp_path, config))], [*messages, state({"s": 2})])
+    assert run.returncode == 0, run.stderr
+    # Nothing reached Recotap, so the tap's bookmarks must stay where they were.
+    assert states_from(run.stdout) == []
+    assert emulator.store.requests() == []
+    assert [len(json.loads(line)["deals"]) for line in out.read_text().splitlines()] == [2]
+
+
 def test_the_key_never_appears_in_any_output(emulator, tmp_path):
     key = "k3y-that-must-stay-secret"
     emulator.api_key = key
@@ -111,26 +123,66 @@ def test_plain_http_to_a_remote_host_is_refused(tmp_path):
     assert "secret-value" not in run.stderr
 
 
-def test_invalid_settings_stop_before_reading_input(tmp_path):
+def error_lines(log: str) -> list[str]:
+    return [line for line in log.splitlines() if "| ERROR" in line]
+
+
+def test_invalid_settings_stop_before_reading_input_in_one_line(tmp_path):
     for config, expected in [
-        ({}, "'api_key' is a required property"),
+        ({}, "Settings: api_key is required (only a dry run can do without it)"),
         ({"api_key": "k", "max_retries": -1}, "-1 is less than the minimum of 0"),
         ({"api_key": "k", "api_url": "not a url"}, "api_url must be an http(s) URL"),
     ]:
         run = run_cli(["--config", str(write_config(tmp_path, config))], ["not json at all"])
         assert run.returncode == 1, config
-        assert expected in run.stderr
+        errors = error_lines(run.stderr)
+        assert len(errors) == 1, run.stderr
+        assert expected in errors[0]
         assert "Traceback" not in run.stderr
+
+
+def test_a_config_file_missing_or_not_json_is_one_line(tmp_path):
+    (tmp_path / "broken.json").write_text('{"api_key": "k",\n "api_url": }')
+    (tmp_path / "list.json").write_text('["api_key"]')
+    for name, expected in [
+        ("missing.json", "Settings: config file 'missing.json' was not found"),
+        ("broken.json", "config file 'broken.json' is not valid JSON: Expecting value at line 2"),
+        ("list.json", "config file 'list.json' must hold a JSON object of settings"),
+    ]:
+        run = run_cli(["--config", name], ["never read"], cwd=tmp_path)
+        assert run.returncode == 1, name
+        assert "Traceback" not in run.stderr
+        assert [expected in line for line in error_lines(run.stderr)] == [True], run.stderr
+        assert len(run.stderr.strip().splitlines()) == 1, run.stderr
+
+
+def test_the_stop_line_says_whether_a_state_was_written(emulator, tmp_path):
+    emulator.api_key = "the-new-key"
+    config_path = write_config(tmp_path, config_for(emulator, api_key="an-old-key"))
+    run = run_cli(["--config", str(config_path)], [*deals_messages([deal(1)]), state({"s": 1})])
+    assert run.returncode == 1
+    assert states_from(run.stdout) == []
+    [stopped] = error_lines(run.stderr)
+    assert "Recotap refused the API key" in stopped
+    assert "No STATE was written: a rerun starts where this run started" in stopped
+    assert "last STATE" not in stopped
 
 
 def test_a_line_that_is_not_json_names_its_line(emulator, tmp_path):
     messages = [*deals_messages([deal(1)]), state({"s": 1}), '{"type": "RECORD", "stream"']
     run = run_cli(["--config", str(write_config(tmp_path, config_for(emulator)))], messages)
     assert run.returncode == 1
-    assert "Input line 4: not a JSON message" in run.stderr
+    # Cut at its end: no column of a line that is not there.
+    assert "Input line 4: not a JSON message: the line ends in the middle of it" in run.stderr
     assert "Traceback" not in run.stderr
     assert "deal-1" in emulator.store.deals()
     assert states_from(run.stdout) == [{"s": 1}]
+
+    run = run_cli(
+        ["--config", str(write_config(tmp_path, config_for(emulator)))],
+        ['{"type": "STATE", "value": nope}'],
+    )
+    assert "Input line 1: not a JSON message (Expecting value at column 28)" in run.stderr
 
 
 def test_record_before_schema_names_its_line(emulator, tmp_path):

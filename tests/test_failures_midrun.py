@@ -41,7 +41,7 @@ def test_sigterm_stops_sending_and_writes_no_state_beyond_what_is_settled(emulat
         assert {f"deal-{n}" for n in range(200)} <= set(emulator.store.deals())
     assert not {f"deal-{n}" for n in range(200, 210)} & set(emulator.store.deals())
     assert "Stopped by SIGTERM" in log
-    assert "run again to finish from the last STATE written" in log
+    assert "Run again to continue from the last STATE written" in log
     assert "Traceback" not in log
 
 
@@ -55,6 +55,7 @@ def test_key_revoked_mid_run_stops_with_a_clear_message(emulator, tmp_path):
     assert code == 1
     assert states == []
     assert "Recotap refused the API key (401 Invalid API key): check the api_key setting" in log
+    assert "Run again to continue from the last STATE written" in log
     assert len(emulator.store.deals()) == 100
 
 
