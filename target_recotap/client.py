@@ -32,6 +32,7 @@ RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Express's (and so NestJS's) default JSON body limit, 100 KiB: Recotap documents none.
 DEFAULT_MAX_BODY_BYTES = 100 * 1024
 USER_AGENT = f"target-recotap/{__version__} urllib3/{urllib3.__version__}"
+PIPELINES_PATH = "/deal-stages"
 
 
 class RecotapError(Exception):
@@ -150,7 +151,7 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
 
 
 class RecotapClient:
-    """Talks to one Recotap account: ``push_deals`` and ``push_pipelines``."""
+    """Talks to one Recotap account: ``push_deals``, ``push_pipelines``, ``stored_pipelines``."""
 
     def __init__(
         self,
@@ -185,11 +186,36 @@ class RecotapClient:
     def push_pipelines(self, pipelines: list[dict[str, Any]]) -> Reply:
         """Create up to 20 pipelines; raises ``PipelineConflict`` naming the existing ones."""
         try:
-            return self.post("/deal-stages", {"pipelines": pipelines})
+            return self.post(PIPELINES_PATH, {"pipelines": pipelines})
         except _Conflict as conflict:
             sent = [p["pipelineId"] for p in pipelines]
             ids = conflicting_pipeline_ids(conflict.custom_message, sent)
             raise PipelineConflict(str(conflict), ids) from None
+
+    def stored_pipelines(self) -> dict[str, dict[str, Any]]:
+        """pipelineId -> the pipeline as Recotap holds it, from GET /deal-stages.
+
+        The route is undocumented (one client saw a bare array; the envelope is accepted too),
+        and only a warning's detail depends on it: one attempt, never retried, so that a route
+        that does not exist or a failing one cannot hold up the end of a run. Raises
+        ``RecotapError`` when the answer is not a list of pipelines.
+        """
+        what = f"GET {PIPELINES_PATH}"
+        if not self.throttle.wait_turn(self._stopping):
+            raise Stopped(f"{what} not sent: the run is stopping")
+        try:
+            response = self._send("GET", PIPELINES_PATH, None)
+        except TransportError as exc:
+            raise UnexpectedResponse(f"{what} got {_connection_failure(exc)}") from None
+        if not 200 <= response.status < 300:
+            raise UnexpectedResponse(f"{what} answered {response.status}: {_summary(response)}")
+        body = _json_or_none(response)
+        listed = body.get("data") if isinstance(body, dict) else body
+        if not isinstance(listed, list) or not all(
+            isinstance(p, dict) and isinstance(p.get("pipelineId"), str) for p in listed
+        ):
+            raise UnexpectedResponse(f"{what} answered {response.status}, not a list of pipelines")
+        return {p["pipelineId"]: p for p in listed}
 
     def stop(self) -> None:
         """Make waiting retries give up at once and refuse new requests."""
@@ -212,7 +238,7 @@ class RecotapClient:
                 raise Stopped(f"{what} not sent: the run is stopping")
             started = time.monotonic()
             try:
-                response = self._send(path, data)
+                response = self._send("POST", path, data)
             except TransportError as exc:
                 refusal = _certificate_refusal(exc)
                 if refusal:
@@ -255,10 +281,10 @@ class RecotapClient:
             if self._stopping.wait(wait):
                 raise Stopped(f"{what} abandoned after {failure}: the run is stopping")
 
-    def _send(self, path: str, data: bytes) -> urllib3.BaseHTTPResponse:
+    def _send(self, method: str, path: str, data: bytes | None) -> urllib3.BaseHTTPResponse:
         # Retries and redirects are this client's own business (see post), never urllib3's.
         return self._connections.urlopen(
-            "POST",
+            method,
             self.base_url + path,
             body=data,
             headers=self._headers,

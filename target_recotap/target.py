@@ -237,8 +237,15 @@ class TargetRecotap(Target):
     def process_endofpipe(self) -> None:
         self.input_finished = True
         super().process_endofpipe()
+        self._settle()
+
+    def _settle(self) -> None:
+        """Wait for every request in flight, write the STATE that makes safe, then report."""
         self.dispatcher.wait_all()
         self.checkpoint()
+        pipelines = self._sinks_active.get("deal_stages")
+        if isinstance(pipelines, DealStagesSink):
+            pipelines.report_existing()
 
     # Running ------------------------------------------------------------------------------
 
@@ -292,8 +299,7 @@ class TargetRecotap(Target):
             # What was read before the bad line is still delivered and checkpointed.
             self.input_finished = True
             self.drain_all()
-            self.dispatcher.wait_all()
-            self.checkpoint()
+            self._settle()
             return EXIT_FAILED
         limit = int(self.config.get("max_rejected_records", 0))
         if self.rejects.total > limit:

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import logging
+import subprocess
 
-from support import config_for, pipeline, record, run_in_process, schema
+import pytest
+import requests
+from support import config_for, pipeline, record, run_cli, run_in_process, schema, write_config
+
+from target_recotap.sinks.deal_stages import pipeline_changes
 
 
 def stage_requests(emulator):
@@ -113,3 +118,132 @@ def test_pipeline_without_label_or_stages_is_rejected(emulator, capsys, tmp_path
     text = dead_letter.read_text()
     assert "pipeline 'nolabel' has no label" in text
     assert "pipeline 'nostages' has no stages" in text
+
+
+# Pipelines that exist already: Recotap keeps what it has, and the log says how it differs.
+
+FIRST_STAGES = [
+    {"stageId": "s1", "stageLabel": "Prospecting"},
+    {"stageId": "s2", "stageLabel": "Proposal"},
+]
+
+
+def sales(stages: list[dict[str, str]]) -> dict:
+    return {"pipelineId": "p1", "pipelineLabel": "Sales", "stages": stages}
+
+
+def warnings(log: str) -> list[str]:
+    return [line for line in log.splitlines() if "| WARNING " in line]
+
+
+def run_again(emulator, tmp_path, records: list[dict]) -> subprocess.CompletedProcess[str]:
+    """Create p1 with s1, s2 in one run, then run the CLI again with ``records``."""
+    config = write_config(tmp_path, config_for(emulator))
+    first = run_cli(["--config", str(config)], pipelines_messages([sales(FIRST_STAGES)]))
+    assert first.returncode == 0, first.stderr
+    return run_cli(["--config", str(config)], pipelines_messages(records))
+
+
+def stage_lists(emulator) -> list[str]:
+    return [r["endpoint"] for r in emulator.store.requests() if r["endpoint"] == "GET /deal-stages"]
+
+
+@pytest.mark.parametrize("listing", ["bare", "envelope"])
+def test_a_changed_existing_pipeline_is_named_in_one_warning(emulator, tmp_path, listing):
+    emulator.faults.deal_stages_listing = listing
+    changed = [
+        {"stageId": "s1", "stageLabel": "Qualifying"},
+        FIRST_STAGES[1],
+        {"stageId": "s3", "stageLabel": "Closed Won"},
+    ]
+
+    second = run_again(emulator, tmp_path, [sales(changed)])
+
+    assert second.returncode == 0, second.stderr
+    assert [line.split(" | ")[-1] for line in warnings(second.stderr)] == [
+        "Pipeline 'p1' exists in Recotap but differs from the source, and the API cannot "
+        "update it: missing s3 'Closed Won'; relabelled s1 'Prospecting' -> 'Qualifying'"
+    ]
+    assert emulator.store.pipelines() == {"p1": sales(FIRST_STAGES)}
+    assert "skipped as existing 1" in second.stderr
+    assert len(stage_lists(emulator)) == 1
+
+
+def test_an_unchanged_existing_pipeline_is_checked_and_not_warned_about(emulator, tmp_path):
+    second = run_again(emulator, tmp_path, [sales(FIRST_STAGES), pipeline("new")])
+
+    assert second.returncode == 0, second.stderr
+    assert warnings(second.stderr) == []
+    assert "Skipped 1 pipeline already in Recotap: no change in the source" in second.stderr
+    assert "skipped as existing 1" in second.stderr
+    assert set(emulator.store.pipelines()) == {"p1", "new"}
+    assert len(stage_lists(emulator)) == 1
+
+
+def test_when_the_listing_does_not_answer_one_warning_counts_the_existing(emulator, tmp_path):
+    config = write_config(tmp_path, config_for(emulator))
+    pipelines = [sales(FIRST_STAGES), pipeline("p2")]
+    assert run_cli(["--config", str(config)], pipelines_messages(pipelines)).returncode == 0
+    absent = {"deal_stages_listing": "absent"}
+    assert requests.put(emulator.admin_url + "/faults", json=absent, timeout=5).ok
+    changed = [sales([FIRST_STAGES[0]]), pipeline("p2", stages=3)]
+
+    second = run_cli(["--config", str(config)], pipelines_messages(changed))
+
+    assert second.returncode == 0, second.stderr
+    assert [line.split(" | ")[-1] for line in warnings(second.stderr)] == [
+        "2 pipelines already existed in Recotap; changes to their stages cannot be applied "
+        "through the API, and they were not compared with the source: GET /deal-stages "
+        "answered 404: Cannot GET /api/v1/deal-stages"
+    ]
+    assert emulator.store.pipelines() == {"p1": sales(FIRST_STAGES), "p2": pipeline("p2")}
+    assert "skipped as existing 2" in second.stderr
+
+
+def test_a_failing_listing_is_asked_once_and_not_retried(emulator, tmp_path):
+    # The second run's POST goes through (409); the GET after it answers 500.
+    emulator.faults.script.extend(["ok", "ok", "500"])
+
+    second = run_again(emulator, tmp_path, [sales(FIRST_STAGES)])
+
+    assert second.returncode == 0, second.stderr
+    assert [line.split(" | ")[-1] for line in warnings(second.stderr)] == [
+        "1 pipeline already existed in Recotap; changes to their stages cannot be applied "
+        "through the API, and they were not compared with the source: GET /deal-stages "
+        "answered 500: Internal Server Error"
+    ]
+    assert len(stage_lists(emulator)) == 1
+
+
+def test_pipeline_changes_name_what_recotap_has_otherwise():
+    source = {
+        "pipelineId": "p1",
+        "pipelineLabel": "SMB Sales",
+        "stages": [
+            {"stageId": "s1", "stageLabel": "Prospecting"},
+            {"stageId": "s2", "stageLabel": "Proposal Sent"},
+            {"stageId": "s3", "stageLabel": "Closed Won"},
+        ],
+    }
+    stored = {
+        "pipelineId": "p1",
+        "pipelineLabel": "Sales",
+        "stages": [
+            {"stageId": "s9", "stageLabel": "Lost"},
+            {"stageId": "s2", "stageLabel": "Proposal"},
+            {"stageId": "s1", "stageLabel": "Prospecting"},
+        ],
+    }
+
+    assert pipeline_changes(source, stored) == [
+        "pipeline label 'Sales' -> 'SMB Sales'",
+        "missing s3 'Closed Won'",
+        "relabelled s2 'Proposal' -> 'Proposal Sent'",
+        "Recotap also has s9 'Lost'",
+    ]
+    reordered = {**source, "stages": source["stages"][::-1]}
+    assert pipeline_changes(source, reordered) == []
+    assert pipeline_changes(source, {"pipelineId": "p1", "stages": "?"}) == [
+        "pipeline label None -> 'SMB Sales'",
+        "missing s1 'Prospecting', s2 'Proposal Sent', s3 'Closed Won'",
+    ]

@@ -323,6 +323,22 @@ def test_deal_stages_are_created_and_listed_as_bare_array(emulator):
     assert list(emulator.store.pipelines()) == ["smb", "ent"]
 
 
+def test_deal_stages_listing_can_be_enveloped_or_absent(emulator):
+    post_pipelines(emulator, [pipeline("smb")])
+
+    emulator.faults.deal_stages_listing = "envelope"
+    enveloped = api(emulator, "GET", "/deal-stages").json()
+    emulator.faults.deal_stages_listing = "absent"
+    absent = api(emulator, "GET", "/deal-stages")
+
+    assert enveloped["statusCode"] == 200
+    assert enveloped["data"] == [pipeline("smb")]
+    assert absent.status_code == 404
+    assert absent.json()["customMessage"] == "Cannot GET /api/v1/deal-stages"
+    with pytest.raises(ValueError, match="deal_stages_listing must be one of bare, envelope"):
+        Faults(deal_stages_listing="paged")
+
+
 @pytest.mark.parametrize(
     ("form", "suffix"),
     [("short", ""), ("long", ". Use the update endpoint to modify existing pipelines.")],

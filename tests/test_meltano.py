@@ -197,11 +197,16 @@ def test_meltano_run_loads_the_sample_files_into_recotap(
     assert store.deals() == EXPECTED_DEALS
     assert store.deal_versions() == dict.fromkeys(EXPECTED_DEALS, 2)
     assert "Summary deal_stages: received 4, sent 0, created 0, skipped as existing 2" in second
+    assert "Skipped 2 pipelines already in Recotap: no change in the source" in second
     assert (
         "Summary deals: received 5, sent 3, upserted 3, skipped as existing 0, rejected 1" in second
     )
     stats = store.stats()["byEndpoint"]
-    assert stats == {"POST /deal-stages": {"201": 1, "409": 1}, "POST /deals": {"200": 2}}
+    assert stats == {
+        "POST /deal-stages": {"201": 1, "409": 1},
+        "GET /deal-stages": {"200": 1},  # the existing pipelines compared with the source
+        "POST /deals": {"200": 2},
+    }
     for stream in STATE_IDS:
         assert _state(project, stream) == _expected_state(project, stream)
 

@@ -30,7 +30,9 @@ def test_a_400_batch_is_split_down_to_the_deals_to_blame(emulator, capsys, tmp_p
     assert outcome.exit_code == 0
     assert len(emulator.store.deals()) == 98
     assert rejected_reasons(dead_letter) == {
-        "deal-17": "record 'deal-17': Recotap refused it: deals.0.externalDealId: a rule we did not know",
+        "deal-17": (
+            "record 'deal-17': Recotap refused it: deals.0.externalDealId: a rule we did not know"
+        ),
         "deal-60": "record 'deal-60': Recotap refused it: deals.0.externalDealId: another",
     }
     # Halving: far fewer requests than one per deal.

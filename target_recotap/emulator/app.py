@@ -581,8 +581,12 @@ class EmulatorApp:
         return _success(request, 201, {"results": results, "summary": summary})
 
     def _list_deal_stages(self, request: Request, body: dict[str, Any], seq: int) -> Response:
-        # Seen by one client as a bare array, without the envelope.
-        return json_response(list(self.store.pipelines().values()))
+        # Undocumented; seen by one client as a bare array, without the envelope.
+        form = self.faults.deal_stages_listing
+        if form == "absent":
+            raise not_found(request)
+        pipelines = list(self.store.pipelines().values())
+        return _success(request, 200, pipelines) if form == "envelope" else json_response(pipelines)
 
     # Admin handlers (no auth, no faults, not logged)
 

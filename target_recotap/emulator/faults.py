@@ -22,6 +22,9 @@ SERVER_ERROR_STATUSES = (500, 502, 503, 504)
 #: 409 customMessage variants: the documented one, with the trailing sentence some clients saw,
 #: and one that names no IDs (to exercise a client's fallback).
 CONFLICT_FORMS = ("short", "long", "unreadable")
+#: How GET /deal-stages (undocumented) answers: the bare array a client saw, that array in the
+#: envelope, or the 404 of a route that does not exist.
+LISTING_FORMS = ("bare", "envelope", "absent")
 DEFAULT_BODY_LIMIT = 100 * 1024  # Express/NestJS default JSON body limit ("100kb")
 
 _SHARES = ("rate_429", "error_rate", "lose_rate")
@@ -38,6 +41,7 @@ class Faults:
     out of the `results` of POST /deals (they are still processed and counted in the summary).
     `refuse_ids` (an externalDealId or pipelineId to a message) makes any request holding one
     of them a whole-request 400, as a validation rule the client does not know would.
+    `deal_stages_listing` is one of `LISTING_FORMS`.
     """
 
     latency_ms: int = 0
@@ -49,6 +53,7 @@ class Faults:
     lose_rate: float = 0.0
     body_limit: int = DEFAULT_BODY_LIMIT
     conflict_form: str = "short"
+    deal_stages_listing: str = "bare"
     seed: int | None = None
     script: list[str] = field(default_factory=list)
     fail_ids: dict[str, str] = field(default_factory=dict)
@@ -113,6 +118,8 @@ def _problems(faults: Faults) -> list[str]:
         problems.append("retry_after_http_date must be a boolean")
     if faults.conflict_form not in CONFLICT_FORMS:
         problems.append(f"conflict_form must be one of {', '.join(CONFLICT_FORMS)}")
+    if faults.deal_stages_listing not in LISTING_FORMS:
+        problems.append(f"deal_stages_listing must be one of {', '.join(LISTING_FORMS)}")
     if faults.seed is not None and not _is_int(faults.seed):
         problems.append("seed must be an integer or null")
     if not isinstance(faults.script, list) or not all(

@@ -2,16 +2,20 @@
 
 The endpoint is create-only, so a pipeline is sent once all its stages are known: when the
 input ends (or stops at a bad line). The SDK's periodic full drains leave pipelines waiting:
-a pipeline sent early could never get the stages that arrive after it.
+a pipeline sent early could never get the stages that arrive after it. For the same reason a
+pipeline that exists already keeps the stages Recotap has: ``report_existing`` says how those
+differ from the source's.
 """
 
 from __future__ import annotations
 
 import sys
+import threading
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from target_recotap.client import PipelineConflict
+from target_recotap.client import PIPELINES_PATH, PipelineConflict, RecotapError
 from target_recotap.normalize import PIPELINE_ID_NAMES, pipeline_part
 from target_recotap.rejects import Received
 from target_recotap.settings import PIPELINES_PER_REQUEST
@@ -35,6 +39,9 @@ class DealStagesSink(RecotapSink):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._drafts: dict[str, PipelineDraft] = {}
+        # The pipelines answered 409, from the sending threads: see report_existing.
+        self._existing: list[Item] = []
+        self._existing_lock = threading.Lock()
 
     @property
     def max_size(self) -> int:
@@ -107,13 +114,98 @@ class DealStagesSink(RecotapSink):
             for item in items:
                 self.deliver([item], self._send)
             return
-        for item in items:
-            if item.key in existing:
-                self.stats.add(skipped_existing=1)
-                self.logger.info(
-                    "Pipeline %r already exists in Recotap: skipped (the API cannot update it)",
-                    item.key,
-                )
+        skipped = [item for item in items if item.key in existing]
+        self.stats.add(skipped_existing=len(skipped))
+        with self._existing_lock:
+            self._existing += skipped
         rest = [item for item in items if item.key not in existing]
         if rest:
             self.deliver(rest, self._send)
+
+    def report_existing(self) -> None:
+        """Once every request settled: compare the pipelines that existed with Recotap's copies.
+
+        The API cannot update a pipeline, so a stage added or relabelled in the source since
+        never reaches Recotap: one warning per pipeline that differs. GET /deal-stages is
+        undocumented; when it does not answer, one warning says how many went unchecked.
+        """
+        if not self._existing:
+            return
+        try:
+            stored = self.client.stored_pipelines()
+        except RecotapError as exc:
+            self._warn_not_compared(len(self._existing), str(exc))
+            return
+        unchanged = unlisted = 0
+        for item in sorted(self._existing, key=lambda item: item.since):  # in input order
+            held = stored.get(item.key)
+            if held is None:
+                unlisted += 1
+                continue
+            changes = pipeline_changes(item.body, held)
+            if not changes:
+                unchanged += 1
+                continue
+            self.logger.warning(
+                "Pipeline %r exists in Recotap but differs from the source, and the API cannot "
+                "update it: %s",
+                item.key,
+                "; ".join(changes),
+            )
+        if unchanged:
+            self.logger.info(
+                "Skipped %s already in Recotap: no change in the source", _pipelines(unchanged)
+            )
+        if unlisted:
+            self._warn_not_compared(unlisted, f"GET {PIPELINES_PATH} did not list them")
+
+    def _warn_not_compared(self, count: int, reason: str) -> None:
+        self.logger.warning(
+            "%s already existed in Recotap; changes to their stages cannot be applied through "
+            "the API, and they were not compared with the source: %s",
+            _pipelines(count),
+            reason,
+        )
+
+
+def pipeline_changes(wanted: Mapping[str, Any], stored: Mapping[str, Any]) -> list[str]:
+    """How Recotap's copy of a pipeline differs from the one this run would create; [] if alike.
+
+    Both are pipeline objects (``pipelineLabel``, ``stages`` of ``stageId``/``stageLabel``);
+    each difference is worded Recotap's value first: ``relabelled s2 'Proposal' -> 'Offer'``.
+    The order of the stages is not compared: nothing says Recotap keeps or uses it.
+    """
+    changes = []
+    pipeline_label = wanted["pipelineLabel"]
+    if stored.get("pipelineLabel") != pipeline_label:
+        changes.append(f"pipeline label {stored.get('pipelineLabel')!r} -> {pipeline_label!r}")
+    source, held = _stage_labels(wanted), _stage_labels(stored)
+    missing = [f"{sid} {label!r}" for sid, label in source.items() if sid not in held]
+    relabelled = [
+        f"{sid} {held[sid]!r} -> {label!r}"
+        for sid, label in source.items()
+        if sid in held and held[sid] != label
+    ]
+    extra = [f"{sid} {label!r}" for sid, label in held.items() if sid not in source]
+    for heading, stages in (
+        ("missing", missing),
+        ("relabelled", relabelled),
+        ("Recotap also has", extra),
+    ):
+        if stages:
+            changes.append(f"{heading} {', '.join(stages)}")
+    return changes
+
+
+def _stage_labels(pipeline: Mapping[str, Any]) -> dict[str, Any]:
+    """stageId -> stageLabel, in order; what is not a stage object is left out."""
+    stages = pipeline.get("stages")
+    return {
+        str(stage.get("stageId")): stage.get("stageLabel")
+        for stage in (stages if isinstance(stages, list) else [])
+        if isinstance(stage, Mapping)
+    }
+
+
+def _pipelines(count: int) -> str:
+    return f"{count} pipeline" if count == 1 else f"{count} pipelines"
