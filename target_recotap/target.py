@@ -26,12 +26,14 @@ from target_recotap.checkpoints import Checkpoints
 from target_recotap.client import ProxyUnusable, RecotapClient, RecotapError, RetryPolicy
 from target_recotap.dry_run import DryRunClient
 from target_recotap.flow import Dispatcher, Throttle
+from target_recotap.progress import ProgressLog
 from target_recotap.reader import LineCountingReader
 from target_recotap.rejects import Received, RejectLog
 from target_recotap.settings import (
     CONFIG_SCHEMA,
     DEFAULT_API_URL,
     DEFAULT_DRY_RUN_PATH,
+    DEFAULT_PROGRESS_INTERVAL,
     config_problems,
 )
 from target_recotap.sinks import (
@@ -92,6 +94,13 @@ class TargetRecotap(Target):
         self.rejects = RejectLog(self.logger, self.config.get("dead_letter_path"))
         self.checkpoints = Checkpoints(self._write_state_message)
         self.stream_stats: defaultdict[str, StreamStats] = defaultdict(StreamStats)
+        self.progress = ProgressLog(
+            self.logger,
+            self.stream_stats,
+            SINKS,
+            float(self.config.get("progress_interval", DEFAULT_PROGRESS_INTERVAL)),
+            dry_run=isinstance(self.client, DryRunClient),
+        )
         self._records_read = 0
         self._checkpoint_lock = threading.Lock()
         self.input_finished = False
@@ -236,6 +245,7 @@ class TargetRecotap(Target):
         # The reading thread is CPU-bound; the sending threads mostly wait on the network. A
         # shorter switch interval lets a sender take its answer without waiting 5 ms each time.
         sys.setswitchinterval(0.0002)
+        self.progress.start()
         try:
             return self._run(file_input)
         except RecotapError as exc:
@@ -250,6 +260,7 @@ class TargetRecotap(Target):
             )
             return EXIT_FAILED
         finally:
+            self.progress.stop()
             self.dispatcher.close()
             self.client.close()
             self._log_summary()

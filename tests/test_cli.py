@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from support import (
     config_for,
@@ -160,4 +161,58 @@ def test_output_folders_are_created_and_an_unwritable_one_is_a_settings_error(em
     assert run.returncode == 1
     assert "dead_letter_path" in run.stderr
     assert "cannot be written" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+PROGRESS = re.compile(
+    r"Progress deals: read (\d+) \(([\d,]+)/s over the last 0\.2 s\), "
+    r"sent (\d+), rejected (\d+)$"
+)
+
+
+def test_progress_lines_come_while_requests_are_slow_and_stop_before_the_summary(
+    emulator, tmp_path
+):
+    # Two requests of 100 deals, one at a time, each answered after 1 s: the reader has read
+    # everything at once and then waits, and the log must still say the run is alive.
+    emulator.faults.latency_ms = 1000
+    config = config_for(
+        emulator, progress_interval=0.2, max_concurrent_requests=1, max_rejected_records=5
+    )
+    bad = [deal(f"bad-{n}", ownerEmail="not an email") for n in range(5)]
+    messages = deals_messages([*bad, *(deal(n) for n in range(200))])
+    run = run_cli(["--config", str(write_config(tmp_path, config))], messages)
+    assert run.returncode == 0, run.stderr
+
+    lines = run.stderr.splitlines()
+    summary = next(i for i, line in enumerate(lines) if "Summary deals:" in line)
+    progress = [(i, PROGRESS.search(line)) for i, line in enumerate(lines) if "Progress" in line]
+    assert progress, run.stderr
+    assert all(match for _, match in progress), run.stderr
+    assert all(i < summary for i, _ in progress)  # none after (or instead of) the summary
+    counts = [tuple(int(n.replace(",", "")) for n in match.groups()) for _, match in progress]
+    # read, rate, sent, rejected: while the first request is out, nothing is sent yet...
+    waiting = [c for c in counts if c[0] == 205 and c[2] == 0]
+    assert len(waiting) >= 2, run.stderr
+    assert all(c[3] == 5 for c in counts if c[0] == 205)
+    assert counts[0][1] > 0  # everything was read in the first interval
+    assert waiting[-1][1] == 0  # and nothing since
+    # ...then the first 100 land while the second request is out.
+    assert any(c[2] == 100 for c in counts), run.stderr
+
+
+def test_progress_interval_0_turns_progress_off_and_a_negative_one_is_refused(emulator, tmp_path):
+    emulator.faults.latency_ms = 300
+    config = config_for(emulator, progress_interval=0, max_concurrent_requests=1)
+    run = run_cli(
+        ["--config", str(write_config(tmp_path, config))],
+        deals_messages([deal(n) for n in range(300)]),
+    )
+    assert run.returncode == 0, run.stderr
+    assert "Progress" not in run.stderr
+
+    config = config_for(emulator, progress_interval=-1)
+    run = run_cli(["--config", str(write_config(tmp_path, config))], ["never read"])
+    assert run.returncode == 1
+    assert "-1 is less than the minimum of 0" in run.stderr
     assert "Traceback" not in run.stderr
