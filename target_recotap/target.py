@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import os
 import signal
 import sys
 import threading
@@ -11,7 +12,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from singer_sdk import Target
+from singer_sdk import Target, metrics
 from singer_sdk.exceptions import (
     ConfigValidationError,
     InvalidJSONSchema,
@@ -51,6 +52,7 @@ if TYPE_CHECKING:
     from singer_sdk.sinks import Sink
 
 SINKS: dict[str, type[Sink]] = {"deals": DealsSink, "deal_stages": DealStagesSink}
+ENDPOINTS = {"deals": "/deals", "deal_stages": "/deal-stages"}
 INPUT_ERRORS = (
     InvalidInputLine,
     RecordsWithoutSchemaException,
@@ -263,6 +265,7 @@ class TargetRecotap(Target):
             self.progress.stop()
             self.dispatcher.close()
             self.client.close()
+            self._log_request_metrics()
             self._log_summary()
 
     def _run(self, file_input: IO[str] | None) -> int:
@@ -298,8 +301,29 @@ class TargetRecotap(Target):
         self.client.stop()
         raise RunInterrupted(signal.Signals(signum).name)
 
+    def _log_request_metrics(self) -> None:
+        """Per endpoint, one METRIC of the requests sent and one of the seconds they took.
+
+        Once at the end, not one per request: the seconds are those of every attempt added up,
+        so that a sum over runs is what per-request timers would sum to.
+        """
+        if isinstance(self.client, DryRunClient):
+            return
+        logger = metrics.get_metrics_logger()
+        for stream, path in ENDPOINTS.items():
+            calls = self.client.stats.get(path)
+            if calls is None:
+                continue
+            tags: dict[str, Any] = {"stream": stream, "endpoint": path, "pid": os.getpid()}
+            for point in (
+                metrics.Point("counter", metrics.Metric.HTTP_REQUEST_COUNT, calls.requests, tags),
+                metrics.Point(
+                    "timer", metrics.Metric.HTTP_REQUEST_DURATION, round(calls.seconds, 3), tags
+                ),
+            ):
+                metrics.log(logger, point)
+
     def _log_summary(self) -> None:
-        endpoints = {"deals": "/deals", "deal_stages": "/deal-stages"}
         for stream, stats in self.stream_stats.items():
             if stream not in SINKS:
                 self.logger.warning(
@@ -309,7 +333,7 @@ class TargetRecotap(Target):
                     stats.received,
                 )
                 continue
-            calls = self.client.stats.get(endpoints[stream])
+            calls = self.client.stats.get(ENDPOINTS[stream])
             self.logger.info(
                 "Summary %s%s: received %d, sent %d, %s %d, skipped as existing %d, "
                 "rejected %d, merged duplicates %d, requests %d, retries %d, seconds %.1f",

@@ -216,3 +216,33 @@ def test_progress_interval_0_turns_progress_off_and_a_negative_one_is_refused(em
     assert run.returncode == 1
     assert "-1 is less than the minimum of 0" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+def metric_points(log: str) -> list[dict]:
+    return [
+        json.loads(line.split("METRIC: ", 1)[1]) for line in log.splitlines() if "METRIC: " in line
+    ]
+
+
+def test_metric_lines_count_records_and_requests_not_batch_hand_offs(emulator, tmp_path):
+    emulator.faults.latency_ms = 100
+    messages = [
+        *deals_messages([deal(n) for n in range(450)]),
+        schema("deal_stages"),
+        record("deal_stages", pipeline("p1")),
+    ]
+    run = run_cli(["--config", str(write_config(tmp_path, config_for(emulator)))], messages)
+    assert run.returncode == 0, run.stderr
+    assert "batch_processing_time" not in run.stderr
+    points = {(p["metric"], p["tags"].get("stream")): p for p in metric_points(run.stderr)}
+    assert points["record_count", "deals"]["value"] == 450
+    assert points["record_count", "deal_stages"]["value"] == 1
+    deals_requests = points["http_request_count", "deals"]
+    assert deals_requests["type"] == "counter"
+    assert deals_requests["value"] == 5
+    assert deals_requests["tags"]["endpoint"] == "/deals"
+    assert points["http_request_count", "deal_stages"]["value"] == 1
+    # Seconds spent in those requests, all together: five answers of at least 100 ms each.
+    assert points["http_request_duration", "deals"]["type"] == "timer"
+    assert points["http_request_duration", "deals"]["value"] >= 0.45
+    assert 0.09 <= points["http_request_duration", "deal_stages"]["value"] < 5
