@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
@@ -24,7 +25,13 @@ from singer_sdk.plugin_base import _ConfigInput
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
 from target_recotap.checkpoints import Checkpoints
-from target_recotap.client import ProxyUnusable, RecotapClient, RecotapError, RetryPolicy
+from target_recotap.client import (
+    EndpointStats,
+    ProxyUnusable,
+    RecotapClient,
+    RecotapError,
+    RetryPolicy,
+)
 from target_recotap.dry_run import DryRunClient
 from target_recotap.flow import Dispatcher, Throttle
 from target_recotap.progress import ProgressLog
@@ -247,6 +254,7 @@ class TargetRecotap(Target):
         # The reading thread is CPU-bound; the sending threads mostly wait on the network. A
         # shorter switch interval lets a sender take its answer without waiting 5 ms each time.
         sys.setswitchinterval(0.0002)
+        self._started = time.monotonic()
         self.progress.start()
         try:
             return self._run(file_input)
@@ -333,12 +341,24 @@ class TargetRecotap(Target):
                     stats.received,
                 )
                 continue
-            calls = self.client.stats.get(ENDPOINTS[stream])
+            calls = self.client.stats.get(ENDPOINTS[stream]) or EndpointStats()
+            if isinstance(self.client, DryRunClient):
+                self.logger.info(
+                    "Summary %s (dry run): received %d, would send %d in %s, rejected %d, "
+                    "merged duplicates %d",
+                    stream,
+                    stats.received,
+                    stats.sent,
+                    _plural(calls.requests, "request"),
+                    stats.rejected,
+                    stats.merged,
+                )
+                continue
             self.logger.info(
-                "Summary %s%s: received %d, sent %d, %s %d, skipped as existing %d, "
-                "rejected %d, merged duplicates %d, requests %d, retries %d, seconds %.1f",
+                "Summary %s: received %d, sent %d, %s %d, skipped as existing %d, "
+                "rejected %d, merged duplicates %d, requests %d, retries %d, "
+                "request-seconds %.1f",
                 stream,
-                " (dry run)" if isinstance(self.client, DryRunClient) else "",
                 stats.received,
                 stats.sent,
                 "upserted" if stream == "deals" else "created",
@@ -346,10 +366,18 @@ class TargetRecotap(Target):
                 stats.skipped_existing,
                 stats.rejected,
                 stats.merged,
-                calls.requests if calls else 0,
-                calls.retries if calls else 0,
-                calls.seconds if calls else 0.0,
+                calls.requests,
+                calls.retries,
+                calls.seconds,
             )
+        if isinstance(self.client, DryRunClient):
+            bodies = sum(calls.requests for calls in self.client.stats.values())
+            self.logger.info(
+                "Dry run: %s written to %s; nothing was sent to Recotap",
+                _plural(bodies, "request body", "request bodies"),
+                self.client.path.absolute(),
+            )
+        self.logger.info("Run took %.1f s", time.monotonic() - self._started)
 
     @classmethod
     def invoke(  # type: ignore[override]
@@ -368,6 +396,10 @@ class TargetRecotap(Target):
         # collector stops walking it on every full pass, and exit skips it: about 0.1 s less.
         gc.freeze()
         sys.exit(target.run(file_input))
+
+
+def _plural(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else many or one + 's'}"
 
 
 def _first_sentence(exc: Exception) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 
 from support import (
     config_for,
@@ -80,6 +81,16 @@ def test_dry_run_sends_nothing_and_writes_the_bodies(emulator, tmp_path):
     # Requests go out concurrently, so the lines may come in any order.
     assert sorted(len(b.get("deals", b.get("pipelines"))) for b in bodies) == [1, 50, 100]
     assert "dry-secret-key" not in out.read_text()
+    # Nothing was upserted: the summary says what would have been sent, and where it went.
+    assert "Summary deals (dry run): received 150, would send 150 in 2 requests" in run.stderr
+    assert "Summary deal_stages (dry run): received 1, would send 1 in 1 request," in run.stderr
+    summaries = [line for line in run.stderr.splitlines() if "Summary" in line]
+    assert not any("upserted" in line or "created" in line for line in summaries)
+    last_lines = run.stderr.splitlines()[-2:]
+    assert last_lines[0].endswith(
+        f"Dry run: 3 request bodies written to {out}; nothing was sent to Recotap"
+    )
+    assert "Run took" in last_lines[1]
 
 
 def test_the_key_never_appears_in_any_output(emulator, tmp_path):
@@ -246,3 +257,41 @@ def test_metric_lines_count_records_and_requests_not_batch_hand_offs(emulator, t
     assert points["http_request_duration", "deals"]["type"] == "timer"
     assert points["http_request_duration", "deals"]["value"] >= 0.45
     assert 0.09 <= points["http_request_duration", "deal_stages"]["value"] < 5
+
+
+RUN_TOOK = re.compile(r"Run took (\d+\.\d) s$")
+
+
+def test_summary_gives_the_run_wall_time_apart_from_request_seconds(emulator, tmp_path):
+    # Eight requests of 500 ms, four at a time: about 1 s of run, 4 s spent in requests.
+    emulator.faults.latency_ms = 500
+    config = config_for(emulator, max_concurrent_requests=4)
+    started = time.monotonic()
+    run = run_cli(
+        ["--config", str(write_config(tmp_path, config))],
+        deals_messages([deal(n) for n in range(800)]),
+    )
+    wall = time.monotonic() - started
+    assert run.returncode == 0, run.stderr
+    took = RUN_TOOK.search(run.stderr.splitlines()[-1])
+    assert took, run.stderr
+    run_seconds = float(took.group(1))
+    summary = re.search(
+        r"Summary deals: .*requests 8, retries 0, request-seconds (\d+\.\d)$", run.stderr, re.M
+    )
+    assert summary, run.stderr
+    request_seconds = float(summary.group(1))
+    assert 0.9 <= run_seconds <= wall
+    assert request_seconds >= 3.6
+    assert request_seconds > run_seconds  # requests in flight at once add up
+
+
+def test_requests_that_time_out_count_in_request_seconds(emulator, tmp_path):
+    emulator.faults.latency_ms = 3000
+    config = config_for(emulator, request_timeout=0.3, max_retries=2)
+    run = run_cli(["--config", str(write_config(tmp_path, config))], deals_messages([deal(1)]))
+    assert run.returncode == 1
+    assert "failed 3 times, the last with a timeout" in run.stderr
+    summary = re.search(r"requests 3, retries 2, request-seconds (\d+\.\d)$", run.stderr, re.M)
+    assert summary, run.stderr
+    assert float(summary.group(1)) >= 0.8  # three attempts of 0.3 s each
