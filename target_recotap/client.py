@@ -32,6 +32,7 @@ RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Express's (and so NestJS's) default JSON body limit, 100 KiB: Recotap documents none.
 DEFAULT_MAX_BODY_BYTES = 100 * 1024
 USER_AGENT = f"target-recotap/{__version__} urllib3/{urllib3.__version__}"
+DEALS_PATH = "/deals"
 PIPELINES_PATH = "/deal-stages"
 
 
@@ -181,7 +182,7 @@ class RecotapClient:
 
     def push_deals(self, deals: list[dict[str, Any]]) -> Reply:
         """Upsert up to 100 deals; per-deal outcomes are in ``reply.data["results"]``."""
-        return self.post("/deals", {"deals": deals})
+        return self.post(DEALS_PATH, {"deals": deals})
 
     def push_pipelines(self, pipelines: list[dict[str, Any]]) -> Reply:
         """Create up to 20 pipelines; raises ``PipelineConflict`` naming the existing ones."""

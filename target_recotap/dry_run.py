@@ -6,12 +6,18 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from target_recotap.client import RecotapClient, Reply, encode_json
+from target_recotap.client import (
+    DEALS_PATH,
+    PIPELINES_PATH,
+    RecotapClient,
+    Reply,
+    encode_json,
+)
 
 # What the API would answer for each endpoint if every item went through.
 _ASSUMED_RESULTS = {
-    "/deals": ("deals", "externalDealId", "upserted"),
-    "/deal-stages": ("pipelines", "pipelineId", "created"),
+    DEALS_PATH: ("deals", "externalDealId", "upserted"),
+    PIPELINES_PATH: ("pipelines", "pipelineId", "created"),
 }
 
 

@@ -13,6 +13,7 @@ from singer_sdk import typing as th
 
 DEFAULT_API_URL = "https://eapi.recotap.com/api/v1"
 DEFAULT_DRY_RUN_PATH = "recotap-dry-run.jsonl"
+DEFAULT_PROGRESS_INTERVAL = 30
 DEALS_PER_REQUEST = 100
 PIPELINES_PER_REQUEST = 20
 
@@ -104,6 +105,15 @@ CONFIG_SCHEMA = th.PropertiesList(
         title="Fail on unknown streams",
         description="Stop the run at a stream other than deals and deal_stages, instead "
         "of skipping it with a warning.",
+    ),
+    th.Property(
+        "progress_interval",
+        th.NumberType(minimum=0),
+        default=DEFAULT_PROGRESS_INTERVAL,
+        title="Progress interval",
+        description="Seconds between progress lines in the log: one per stream, with the "
+        "records read (and how many a second since the last line), sent and rejected so far. "
+        "0 turns them off.",
     ),
 ).to_dict()
 

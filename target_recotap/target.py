@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import copy
 import gc
+import os
 import signal
 import sys
 import threading
+import time
 from collections import defaultdict
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
 import click
-from singer_sdk import Target
+from singer_sdk import Target, metrics
 from singer_sdk.exceptions import (
     ConfigValidationError,
     InvalidJSONSchema,
@@ -25,15 +27,25 @@ from singer_sdk.plugin_base import _ConfigInput
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
 from target_recotap.checkpoints import Checkpoints
-from target_recotap.client import ProxyUnusable, RecotapClient, RecotapError, RetryPolicy
+from target_recotap.client import (
+    DEALS_PATH,
+    PIPELINES_PATH,
+    EndpointStats,
+    ProxyUnusable,
+    RecotapClient,
+    RecotapError,
+    RetryPolicy,
+)
 from target_recotap.dry_run import DryRunClient
 from target_recotap.flow import Dispatcher, Throttle
+from target_recotap.progress import ProgressLog
 from target_recotap.reader import LineCountingReader
 from target_recotap.rejects import DeadLetterUnwritable, Received, RejectLog
 from target_recotap.settings import (
     CONFIG_SCHEMA,
     DEFAULT_API_URL,
     DEFAULT_DRY_RUN_PATH,
+    DEFAULT_PROGRESS_INTERVAL,
     config_file_problem,
     config_problems,
 )
@@ -52,6 +64,7 @@ if TYPE_CHECKING:
     from singer_sdk.sinks import Sink
 
 SINKS: dict[str, type[Sink]] = {"deals": DealsSink, "deal_stages": DealStagesSink}
+ENDPOINTS = {"deals": DEALS_PATH, "deal_stages": PIPELINES_PATH}
 INPUT_ERRORS = (
     InvalidInputLine,
     RecordsWithoutSchemaException,
@@ -95,6 +108,13 @@ class TargetRecotap(Target):
         self.rejects = RejectLog(self.logger, self.config.get("dead_letter_path"))
         self.checkpoints = Checkpoints(self._write_state_message)
         self.stream_stats: defaultdict[str, StreamStats] = defaultdict(StreamStats)
+        self.progress = ProgressLog(
+            self.logger,
+            self.stream_stats,
+            SINKS,
+            float(self.config.get("progress_interval", DEFAULT_PROGRESS_INTERVAL)),
+            dry_run=isinstance(self.client, DryRunClient),
+        )
         self._records_read = 0
         self._checkpoint_lock = threading.Lock()
         self.input_finished = False
@@ -254,6 +274,8 @@ class TargetRecotap(Target):
         # The reading thread is CPU-bound; the sending threads mostly wait on the network. A
         # shorter switch interval lets a sender take its answer without waiting 5 ms each time.
         sys.setswitchinterval(0.0002)
+        self._started = time.monotonic()
+        self.progress.start()
         try:
             self._move_dead_letter_aside_if_read(file_input or self.message_reader.default_input)
             return self._run(file_input)
@@ -269,8 +291,10 @@ class TargetRecotap(Target):
             )
             return EXIT_FAILED
         finally:
+            self.progress.stop()
             self.dispatcher.close()
             self.client.close()
+            self._log_request_metrics()
             self._log_summary()
 
     def _move_dead_letter_aside_if_read(self, source: IO[str]) -> None:
@@ -321,8 +345,29 @@ class TargetRecotap(Target):
         self.client.stop()
         raise RunInterrupted(signal.Signals(signum).name)
 
+    def _log_request_metrics(self) -> None:
+        """Per endpoint, one METRIC of the requests sent and one of the seconds they took.
+
+        Once at the end, not one per request: the seconds are those of every attempt added up,
+        so that a sum over runs is what per-request timers would sum to.
+        """
+        if isinstance(self.client, DryRunClient):
+            return
+        logger = metrics.get_metrics_logger()
+        for stream, path in ENDPOINTS.items():
+            calls = self.client.stats.get(path)
+            if calls is None:
+                continue
+            tags: dict[str, Any] = {"stream": stream, "endpoint": path, "pid": os.getpid()}
+            for point in (
+                metrics.Point("counter", metrics.Metric.HTTP_REQUEST_COUNT, calls.requests, tags),
+                metrics.Point(
+                    "timer", metrics.Metric.HTTP_REQUEST_DURATION, round(calls.seconds, 3), tags
+                ),
+            ):
+                metrics.log(logger, point)
+
     def _log_summary(self) -> None:
-        endpoints = {"deals": "/deals", "deal_stages": "/deal-stages"}
         for stream, stats in self.stream_stats.items():
             if stream not in SINKS:
                 self.logger.warning(
@@ -332,12 +377,24 @@ class TargetRecotap(Target):
                     stats.received,
                 )
                 continue
-            calls = self.client.stats.get(endpoints[stream])
+            calls = self.client.stats.get(ENDPOINTS[stream]) or EndpointStats()
+            if isinstance(self.client, DryRunClient):
+                self.logger.info(
+                    "Summary %s (dry run): received %d, would send %d in %s, rejected %d, "
+                    "merged duplicates %d",
+                    stream,
+                    stats.received,
+                    stats.sent,
+                    _plural(calls.requests, "request"),
+                    stats.rejected,
+                    stats.merged,
+                )
+                continue
             self.logger.info(
-                "Summary %s%s: received %d, sent %d, %s %d, skipped as existing %d, "
-                "rejected %d, merged duplicates %d, requests %d, retries %d, seconds %.1f",
+                "Summary %s: received %d, sent %d, %s %d, skipped as existing %d, "
+                "rejected %d, merged duplicates %d, requests %d, retries %d, "
+                "request-seconds %.1f",
                 stream,
-                " (dry run)" if isinstance(self.client, DryRunClient) else "",
                 stats.received,
                 stats.sent,
                 "upserted" if stream == "deals" else "created",
@@ -345,10 +402,18 @@ class TargetRecotap(Target):
                 stats.skipped_existing,
                 stats.rejected,
                 stats.merged,
-                calls.requests if calls else 0,
-                calls.retries if calls else 0,
-                calls.seconds if calls else 0.0,
+                calls.requests,
+                calls.retries,
+                calls.seconds,
             )
+        if isinstance(self.client, DryRunClient):
+            bodies = sum(calls.requests for calls in self.client.stats.values())
+            self.logger.info(
+                "Dry run: %s written to %s; nothing was sent to Recotap, and no STATE was written",
+                _plural(bodies, "request body", "request bodies"),
+                self.client.path.absolute(),
+            )
+        self.logger.info("Run took %.1f s", time.monotonic() - self._started)
 
     @classmethod
     def cb_config(
@@ -390,6 +455,10 @@ def _why(exc: Exception) -> str:
     """What went wrong in a stream map expression: the SDK wraps simpleeval's own words."""
     cause = exc.__cause__ if isinstance(exc, MapExpressionError) and exc.__cause__ else exc
     return str(cause) or type(cause).__name__
+
+
+def _plural(count: int, one: str, many: str | None = None) -> str:
+    return f"{count} {one if count == 1 else many or one + 's'}"
 
 
 def _first_sentence(exc: Exception) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import re
+import time
 
 from support import (
     config_for,
@@ -79,6 +81,17 @@ def test_dry_run_sends_nothing_and_writes_the_bodies(emulator, tmp_path):
     # Requests go out concurrently, so the lines may come in any order.
     assert sorted(len(b.get("deals", b.get("pipelines"))) for b in bodies) == [1, 50, 100]
     assert "dry-secret-key" not in out.read_text()
+    # Nothing was upserted: the summary says what would have been sent, and where it went.
+    assert "Summary deals (dry run): received 150, would send 150 in 2 requests" in run.stderr
+    assert "Summary deal_stages (dry run): received 1, would send 1 in 1 request," in run.stderr
+    summaries = [line for line in run.stderr.splitlines() if "Summary" in line]
+    assert not any("upserted" in line or "created" in line for line in summaries)
+    last_lines = run.stderr.splitlines()[-2:]
+    assert last_lines[0].endswith(
+        f"Dry run: 3 request bodies written to {out}; nothing was sent to Recotap, and no STATE "
+        "was written"
+    )
+    assert "Run took" in last_lines[1]
 
 
 def test_a_dry_run_needs_no_key_and_moves_no_bookmark(emulator, tmp_path):
@@ -213,3 +226,125 @@ def test_output_folders_are_created_and_an_unwritable_one_is_a_settings_error(em
     assert "dead_letter_path" in run.stderr
     assert "cannot be written" in run.stderr
     assert "Traceback" not in run.stderr
+
+
+PROGRESS = re.compile(
+    r"Progress deals: read (\d+) \(([\d,]+)/s over the last 0\.2 s\), "
+    r"sent (\d+), rejected (\d+)$"
+)
+
+
+def test_progress_lines_come_while_requests_are_slow_and_stop_before_the_summary(
+    emulator, tmp_path
+):
+    # Two requests of 100 deals, one at a time, each answered after 1 s: the reader has read
+    # everything at once and then waits, and the log must still say the run is alive.
+    emulator.faults.latency_ms = 1000
+    config = config_for(
+        emulator, progress_interval=0.2, max_concurrent_requests=1, max_rejected_records=5
+    )
+    bad = [deal(f"bad-{n}", ownerEmail="not an email") for n in range(5)]
+    messages = deals_messages([*bad, *(deal(n) for n in range(200))])
+    run = run_cli(["--config", str(write_config(tmp_path, config))], messages)
+    assert run.returncode == 0, run.stderr
+
+    lines = run.stderr.splitlines()
+    summary = next(i for i, line in enumerate(lines) if "Summary deals:" in line)
+    progress = [(i, PROGRESS.search(line)) for i, line in enumerate(lines) if "Progress" in line]
+    assert progress, run.stderr
+    assert all(match for _, match in progress), run.stderr
+    assert all(i < summary for i, _ in progress)  # none after (or instead of) the summary
+    counts = [tuple(int(n.replace(",", "")) for n in match.groups()) for _, match in progress]
+    # read, rate, sent, rejected: while the first request is out, nothing is sent yet...
+    waiting = [c for c in counts if c[0] == 205 and c[2] == 0]
+    assert len(waiting) >= 2, run.stderr
+    assert all(c[3] == 5 for c in counts if c[0] == 205)
+    assert counts[0][1] > 0  # everything was read in the first interval
+    assert waiting[-1][1] == 0  # and nothing since
+    # ...then the first 100 land while the second request is out.
+    assert any(c[2] == 100 for c in counts), run.stderr
+
+
+def test_progress_interval_0_turns_progress_off_and_a_negative_one_is_refused(emulator, tmp_path):
+    emulator.faults.latency_ms = 300
+    config = config_for(emulator, progress_interval=0, max_concurrent_requests=1)
+    run = run_cli(
+        ["--config", str(write_config(tmp_path, config))],
+        deals_messages([deal(n) for n in range(300)]),
+    )
+    assert run.returncode == 0, run.stderr
+    assert "Progress" not in run.stderr
+
+    config = config_for(emulator, progress_interval=-1)
+    run = run_cli(["--config", str(write_config(tmp_path, config))], ["never read"])
+    assert run.returncode == 1
+    assert "-1 is less than the minimum of 0" in run.stderr
+    assert "Traceback" not in run.stderr
+
+
+def metric_points(log: str) -> list[dict]:
+    return [
+        json.loads(line.split("METRIC: ", 1)[1]) for line in log.splitlines() if "METRIC: " in line
+    ]
+
+
+def test_metric_lines_count_records_and_requests_not_batch_hand_offs(emulator, tmp_path):
+    emulator.faults.latency_ms = 100
+    messages = [
+        *deals_messages([deal(n) for n in range(450)]),
+        schema("deal_stages"),
+        record("deal_stages", pipeline("p1")),
+    ]
+    run = run_cli(["--config", str(write_config(tmp_path, config_for(emulator)))], messages)
+    assert run.returncode == 0, run.stderr
+    assert "batch_processing_time" not in run.stderr
+    points = {(p["metric"], p["tags"].get("stream")): p for p in metric_points(run.stderr)}
+    assert points["record_count", "deals"]["value"] == 450
+    assert points["record_count", "deal_stages"]["value"] == 1
+    deals_requests = points["http_request_count", "deals"]
+    assert deals_requests["type"] == "counter"
+    assert deals_requests["value"] == 5
+    assert deals_requests["tags"]["endpoint"] == "/deals"
+    assert points["http_request_count", "deal_stages"]["value"] == 1
+    # Seconds spent in those requests, all together: five answers of at least 100 ms each.
+    assert points["http_request_duration", "deals"]["type"] == "timer"
+    assert points["http_request_duration", "deals"]["value"] >= 0.45
+    assert 0.09 <= points["http_request_duration", "deal_stages"]["value"] < 5
+
+
+RUN_TOOK = re.compile(r"Run took (\d+\.\d) s$")
+
+
+def test_summary_gives_the_run_wall_time_apart_from_request_seconds(emulator, tmp_path):
+    # Eight requests of 500 ms, four at a time: about 1 s of run, 4 s spent in requests.
+    emulator.faults.latency_ms = 500
+    config = config_for(emulator, max_concurrent_requests=4)
+    started = time.monotonic()
+    run = run_cli(
+        ["--config", str(write_config(tmp_path, config))],
+        deals_messages([deal(n) for n in range(800)]),
+    )
+    wall = time.monotonic() - started
+    assert run.returncode == 0, run.stderr
+    took = RUN_TOOK.search(run.stderr.splitlines()[-1])
+    assert took, run.stderr
+    run_seconds = float(took.group(1))
+    summary = re.search(
+        r"Summary deals: .*requests 8, retries 0, request-seconds (\d+\.\d)$", run.stderr, re.M
+    )
+    assert summary, run.stderr
+    request_seconds = float(summary.group(1))
+    assert 0.9 <= run_seconds <= wall
+    assert request_seconds >= 3.6
+    assert request_seconds > run_seconds  # requests in flight at once add up
+
+
+def test_requests_that_time_out_count_in_request_seconds(emulator, tmp_path):
+    emulator.faults.latency_ms = 3000
+    config = config_for(emulator, request_timeout=0.3, max_retries=2)
+    run = run_cli(["--config", str(write_config(tmp_path, config))], deals_messages([deal(1)]))
+    assert run.returncode == 1
+    assert "failed 3 times, the last with a timeout" in run.stderr
+    summary = re.search(r"requests 3, retries 2, request-seconds (\d+\.\d)$", run.stderr, re.M)
+    assert summary, run.stderr
+    assert float(summary.group(1)) >= 0.8  # three attempts of 0.3 s each
