@@ -13,15 +13,23 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
+from http.client import RemoteDisconnected
 from typing import Any
 
 import certifi
 import msgspec
 import urllib3
 from requests.utils import get_auth_from_url, get_environ_proxies, select_proxy
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+    ProxyError,
+    ReadTimeoutError,
+    SSLError,
+)
 from urllib3.exceptions import HTTPError as TransportError
-from urllib3.exceptions import NewConnectionError, ProtocolError, SSLError
-from urllib3.exceptions import TimeoutError as TransportTimeout
 
 from target_recotap import __version__
 from target_recotap.flow import Throttle
@@ -32,6 +40,9 @@ RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Express's (and so NestJS's) default JSON body limit, 100 KiB: Recotap documents none.
 DEFAULT_MAX_BODY_BYTES = 100 * 1024
 USER_AGENT = f"target-recotap/{__version__} urllib3/{urllib3.__version__}"
+# OpenSSL's words when the server answers the TLS handshake with something that is not TLS,
+# as a plain-http server does (the phrases urllib3 looks for on an https:// proxy that is not).
+NOT_TLS_PHRASES = ("wrong version number", "unknown protocol", "record layer failure")
 
 
 class RecotapError(Exception):
@@ -109,6 +120,14 @@ class EndpointStats:
 
 
 @dataclass(frozen=True)
+class TransportFailure:
+    """A request that got no HTTP answer, in words that name the address that failed."""
+
+    said: str
+    via_proxy: bool = False  # the failure was reaching the proxy, not Recotap behind it
+
+
+@dataclass(frozen=True)
 class Reply:
     """A successful answer: the payload, envelope removed (requests and retries are counted
     per endpoint in ``RecotapClient.stats``)."""
@@ -168,6 +187,14 @@ class RecotapClient:
         # Lowered when a 413 shows the real limit is lower; larger bodies are split beforehand.
         self.max_body_bytes = DEFAULT_MAX_BODY_BYTES
         self._connections = connections_for(self.base_url, self.throttle.max_in_flight)
+        # host:port of Recotap and of the proxy, to name in errors (a proxy URL's credentials
+        # stay out).
+        api = urllib3.util.parse_url(self.base_url)
+        self._api_address = f"{api.host}:{api.port or (443 if api.scheme == 'https' else 80)}"
+        proxy = (
+            self._connections.proxy if isinstance(self._connections, urllib3.ProxyManager) else None
+        )
+        self._proxy_address = f"{proxy.host}:{proxy.port}" if proxy else None
         self._headers = {
             "X-Api-Key": api_key,
             "Content-Type": "application/json",
@@ -211,6 +238,7 @@ class RecotapClient:
             if not self.throttle.wait_turn(self._stopping):
                 raise Stopped(f"{what} not sent: the run is stopping")
             started = time.monotonic()
+            transport: TransportFailure | None = None
             try:
                 response = self._send(path, data)
             except TransportError as exc:
@@ -221,7 +249,8 @@ class RecotapClient:
                         f"({refusal}); behind a TLS-inspecting proxy, set REQUESTS_CA_BUNDLE "
                         "to its CA bundle"
                     ) from None
-                failure, status, retry_after = _connection_failure(exc), None, None
+                transport = describe_transport_error(exc, self._api_address, self._proxy_address)
+                failure, status, retry_after = transport.said, None, None
             else:
                 status = response.status
                 if status not in RETRIABLE_STATUSES:
@@ -233,10 +262,15 @@ class RecotapClient:
             finally:
                 self._count(path, time.monotonic() - started, is_retry=retries > 0)
             if retries >= self.retry.max_retries:
+                if status == 429:
+                    likely = "Recotap is limiting requests"
+                elif transport is not None and transport.via_proxy:
+                    likely = "the proxy may be down"
+                else:
+                    likely = "Recotap may be down"
                 raise RetriesExhausted(
-                    f"{what} failed {retries + 1} times, the last with {failure}; "
-                    "Recotap may be down or limiting requests: run again later "
-                    "(raise max_retries to wait longer)"
+                    f"{what} failed {retries + 1} times, the last: {failure}; {likely}: "
+                    "run again later (raise max_retries to wait longer)"
                 )
             retries += 1
             wait = self.retry.delay(retries, retry_after)
@@ -437,11 +471,44 @@ def _certificate_refusal(exc: TransportError) -> str | None:
     return cause.verify_message if isinstance(cause, ssl.SSLCertVerificationError) else None
 
 
-def _connection_failure(exc: TransportError) -> str:
-    # NewConnectionError is a ConnectTimeoutError for urllib3's compatibility: refused first.
-    if isinstance(exc, TransportTimeout) and not isinstance(exc, NewConnectionError):
-        return "a timeout"
-    # urllib3's words for a failure while reading the body (before it: "Connection aborted").
-    if isinstance(exc, ProtocolError) and str(exc.args[0]).startswith("Connection broken"):
-        return "a response cut short"
-    return "a connection error (no response)"
+def describe_transport_error(
+    exc: TransportError, api_address: str, proxy_address: str | None
+) -> TransportFailure:
+    """What failed and where: at ``api_address``, or at the proxy when reaching it failed."""
+    via_proxy = isinstance(exc, ProxyError) and proxy_address is not None
+    cause: BaseException = exc.original_error if isinstance(exc, ProxyError) else exc
+    where = f"the proxy {proxy_address}" if via_proxy else api_address
+    cannot = f"cannot connect to {where}"
+    # NameResolutionError is a NewConnectionError, and that a ConnectTimeoutError (for
+    # urllib3's compatibility): the most specific first.
+    if isinstance(cause, NameResolutionError):
+        return TransportFailure(f"{cannot} (the host name does not resolve)", via_proxy=via_proxy)
+    if isinstance(cause, NewConnectionError):
+        reason = cause.__cause__
+        if isinstance(reason, ConnectionRefusedError):
+            return TransportFailure(f"{cannot} (connection refused)", via_proxy=via_proxy)
+        detail = reason.strerror if isinstance(reason, OSError) and reason.strerror else None
+        said = f"{cannot} ({(detail or 'no connection').lower()})"
+        return TransportFailure(said, via_proxy=via_proxy)
+    if isinstance(cause, ConnectTimeoutError):
+        return TransportFailure(f"{cannot} (timed out)", via_proxy=via_proxy)
+    if isinstance(cause, ReadTimeoutError):
+        return TransportFailure(f"a timeout waiting for {where} to answer", via_proxy=via_proxy)
+    tls = cause.args[0] if isinstance(cause, SSLError) and cause.args else None
+    if isinstance(tls, ssl.SSLError):
+        if any(phrase in str(tls).lower() for phrase in NOT_TLS_PHRASES):
+            said = f"{cannot} (TLS handshake failed: the server does not speak TLS)"
+            return TransportFailure(said, via_proxy=via_proxy)
+        return TransportFailure(f"a TLS error with {where} ({tls})", via_proxy=via_proxy)
+    if isinstance(cause, ProtocolError) and cause.args:
+        # urllib3's words for a failure while reading the body (before it: "Connection aborted").
+        if str(cause.args[0]).startswith("Connection broken"):
+            return TransportFailure(f"a response from {where} cut short", via_proxy=via_proxy)
+        reason = cause.args[-1]
+        # RemoteDisconnected is a ConnectionResetError: the more specific first.
+        if isinstance(reason, RemoteDisconnected):
+            said = f"{where} closed the connection without answering"
+            return TransportFailure(said, via_proxy=via_proxy)
+        if isinstance(reason, ConnectionResetError):
+            return TransportFailure(f"{where} reset the connection", via_proxy=via_proxy)
+    return TransportFailure(f"a connection error with {where} (no response)", via_proxy=via_proxy)
