@@ -40,6 +40,11 @@ RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Express's (and so NestJS's) default JSON body limit, 100 KiB: Recotap documents none.
 DEFAULT_MAX_BODY_BYTES = 100 * 1024
 USER_AGENT = f"target-recotap/{__version__} urllib3/{urllib3.__version__}"
+# Before any answer in a run, a refused connection, a host name that does not resolve or a
+# server without TLS almost always means a wrong address: two quick retries (1.5 s in all) and
+# the run stops. They are there for a server that is restarting, or a local one (the emulator)
+# started just before the run, which refuses for a moment; a wrong URL costs only those 1.5 s.
+FIRST_CONTACT_RETRY_DELAYS = (0.5, 1.0)
 # OpenSSL's words when the server answers the TLS handshake with something that is not TLS,
 # as a plain-http server does (the phrases urllib3 looks for on an https:// proxy that is not).
 NOT_TLS_PHRASES = ("wrong version number", "unknown protocol", "record layer failure")
@@ -98,6 +103,11 @@ class UnexpectedResponse(RecotapError):
     """A status or body the contract does not describe."""
 
 
+class ApiUnreachable(RecotapError):
+    """No connection at all before any answer in this run: almost always a wrong ``api_url``
+    (or proxy). Stopped after ``FIRST_CONTACT_RETRY_DELAYS``, not the whole retry policy."""
+
+
 class CertificateRefused(RecotapError):
     """Recotap's TLS certificate failed verification: retrying cannot help."""
 
@@ -124,6 +134,9 @@ class TransportFailure:
     """A request that got no HTTP answer, in words that name the address that failed."""
 
     said: str
+    # Nothing at the address speaks HTTP(S): refused, no such host, no TLS. Before any answer
+    # in a run that is a wrong setting; after one, an outage.
+    wrong_address: bool = False
     via_proxy: bool = False  # the failure was reaching the proxy, not Recotap behind it
 
 
@@ -195,6 +208,9 @@ class RecotapClient:
             self._connections.proxy if isinstance(self._connections, urllib3.ProxyManager) else None
         )
         self._proxy_address = f"{proxy.host}:{proxy.port}" if proxy else None
+        # Whether any request of this run got an HTTP answer, whatever its status: then the
+        # address is right. Set by any sending thread; a bool is written atomically.
+        self._answered = False
         self._headers = {
             "X-Api-Key": api_key,
             "Content-Type": "application/json",
@@ -239,6 +255,7 @@ class RecotapClient:
                 raise Stopped(f"{what} not sent: the run is stopping")
             started = time.monotonic()
             transport: TransportFailure | None = None
+            quick_retry: float | None = None  # the wait before a retry at first contact
             try:
                 response = self._send(path, data)
             except TransportError as exc:
@@ -250,8 +267,22 @@ class RecotapClient:
                         "to its CA bundle"
                     ) from None
                 transport = describe_transport_error(exc, self._api_address, self._proxy_address)
+                # Only before any answer: mid-run, even a server that stopped speaking TLS is
+                # retried like any lost connection. After answers over TLS from this address
+                # that is a fault of the moment (a middlebox, a failover), not a setting.
+                if transport.wrong_address and not self._answered:
+                    if retries >= min(self.retry.max_retries, len(FIRST_CONTACT_RETRY_DELAYS)):
+                        check = (
+                            "the proxy set in the environment (HTTPS_PROXY, HTTP_PROXY or "
+                            "ALL_PROXY)"
+                            if transport.via_proxy
+                            else f"the api_url setting (now {self.base_url})"
+                        )
+                        raise ApiUnreachable(f"{transport.said}: check {check}") from None
+                    quick_retry = FIRST_CONTACT_RETRY_DELAYS[retries]
                 failure, status, retry_after = transport.said, None, None
             else:
+                self._answered = True
                 status = response.status
                 if status not in RETRIABLE_STATUSES:
                     if status < 400:
@@ -273,19 +304,20 @@ class RecotapClient:
                     "run again later (raise max_retries to wait longer)"
                 )
             retries += 1
-            wait = self.retry.delay(retries, retry_after)
+            wait = self.retry.delay(retries, retry_after) if quick_retry is None else quick_retry
             if status == 429:
                 self.throttle.on_throttled(wait)
             else:
                 self.throttle.on_failure()
-            logger.warning(
-                "%s: %s; retry %d of %d in %.1f s",
-                what,
-                failure,
-                retries,
-                self.retry.max_retries,
-                wait,
-            )
+            if quick_retry is None:  # a quick check is not yet an outage: its error says it all
+                logger.warning(
+                    "%s: %s; retry %d of %d in %.1f s",
+                    what,
+                    failure,
+                    retries,
+                    self.retry.max_retries,
+                    wait,
+                )
             if self._stopping.wait(wait):
                 raise Stopped(f"{what} abandoned after {failure}: the run is stopping")
 
@@ -482,11 +514,15 @@ def describe_transport_error(
     # NameResolutionError is a NewConnectionError, and that a ConnectTimeoutError (for
     # urllib3's compatibility): the most specific first.
     if isinstance(cause, NameResolutionError):
-        return TransportFailure(f"{cannot} (the host name does not resolve)", via_proxy=via_proxy)
+        return TransportFailure(
+            f"{cannot} (the host name does not resolve)", wrong_address=True, via_proxy=via_proxy
+        )
     if isinstance(cause, NewConnectionError):
         reason = cause.__cause__
         if isinstance(reason, ConnectionRefusedError):
-            return TransportFailure(f"{cannot} (connection refused)", via_proxy=via_proxy)
+            return TransportFailure(
+                f"{cannot} (connection refused)", wrong_address=True, via_proxy=via_proxy
+            )
         detail = reason.strerror if isinstance(reason, OSError) and reason.strerror else None
         said = f"{cannot} ({(detail or 'no connection').lower()})"
         return TransportFailure(said, via_proxy=via_proxy)
@@ -498,7 +534,7 @@ def describe_transport_error(
     if isinstance(tls, ssl.SSLError):
         if any(phrase in str(tls).lower() for phrase in NOT_TLS_PHRASES):
             said = f"{cannot} (TLS handshake failed: the server does not speak TLS)"
-            return TransportFailure(said, via_proxy=via_proxy)
+            return TransportFailure(said, wrong_address=True, via_proxy=via_proxy)
         return TransportFailure(f"a TLS error with {where} ({tls})", via_proxy=via_proxy)
     if isinstance(cause, ProtocolError) and cause.args:
         # urllib3's words for a failure while reading the body (before it: "Connection aborted").

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 
 import pytest
 from support import (
     config_for,
     deal,
     deals_messages,
+    free_port,
     record,
+    run_cli,
     run_in_process,
     schema,
     state,
+    write_config,
 )
 from urllib3.connection import HTTPSConnection
 from urllib3.exceptions import NameResolutionError
@@ -38,7 +42,30 @@ def test_wrong_base_url_says_to_check_api_url(emulator, capsys, caplog):
     assert "check the api_url setting" in caplog.text
 
 
-def test_a_host_name_that_does_not_resolve_is_named_as_such():
+def test_nothing_listening_at_api_url_stops_within_seconds_saying_to_check_it(tmp_path):
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}/api/v1"
+    # The default retry settings: with them this waited 151 s through 16 warnings.
+    config = write_config(tmp_path, {"api_key": "a-secret-key", "api_url": api_url})
+
+    started = time.monotonic()
+    run = run_cli(["--config", str(config)], [*deals_messages([deal(1)]), state({"s": 1})])
+
+    assert run.returncode == 1
+    assert time.monotonic() - started < 20
+    errors = [line for line in run.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1
+    assert (
+        f"Stopped: cannot connect to 127.0.0.1:{port} (connection refused): "
+        f"check the api_url setting (now {api_url})."
+    ) in errors[0]
+    assert "; retry " not in run.stderr  # the quick checks before stopping are not warned of
+    assert "a-secret-key" not in run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.stdout == ""
+
+
+def test_a_host_name_that_does_not_resolve_is_named_and_counts_as_a_wrong_address():
     # Resolving a name would ask a DNS server, which tests must not: the error urllib3 raises.
     host = "eapi.recotap.invalid"
     reason = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
@@ -47,6 +74,7 @@ def test_a_host_name_that_does_not_resolve_is_named_as_such():
     failure = describe_transport_error(error, f"{host}:443", proxy_address=None)
 
     assert failure.said == f"cannot connect to {host}:443 (the host name does not resolve)"
+    assert failure.wrong_address
 
 
 def test_429_with_retry_after_is_waited_out(emulator, capsys, caplog):

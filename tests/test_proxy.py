@@ -6,6 +6,7 @@ import base64
 import http.client
 import importlib.util
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
@@ -15,6 +16,7 @@ from support import (
     config_for,
     deal,
     deals_messages,
+    free_port,
     record,
     run_cli,
     run_in_process,
@@ -105,6 +107,26 @@ def test_no_proxy_sends_directly(emulator, proxy, no_proxy_settings, capsys):
     assert outcome.exit_code == 0
     assert "deal-1" in emulator.store.deals()
     assert proxy.seen == []
+
+
+def test_a_proxy_where_nothing_listens_stops_within_seconds_naming_the_proxy(emulator, tmp_path):
+    port = free_port()
+    proxy_url = f"http://me:s3cret@127.0.0.1:{port}"
+    env = {"HTTP_PROXY": proxy_url, "http_proxy": proxy_url, "NO_PROXY": "", "no_proxy": ""}
+    config = write_config(tmp_path, {"api_key": emulator.api_key, "api_url": emulator.url})
+
+    started = time.monotonic()
+    run = run_cli(["--config", str(config)], deals_messages([deal(1)]), env=env)
+
+    assert run.returncode == 1
+    assert time.monotonic() - started < 20
+    assert (
+        f"Stopped: cannot connect to the proxy 127.0.0.1:{port} (connection refused): check "
+        "the proxy set in the environment (HTTPS_PROXY, HTTP_PROXY or ALL_PROXY)."
+    ) in run.stderr
+    assert "s3cret" not in run.stderr
+    assert "Traceback" not in run.stderr
+    assert emulator.store.requests() == []
 
 
 class _OneRequestPerConnection(_ProxyHandler):
