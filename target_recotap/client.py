@@ -13,15 +13,23 @@ import ssl
 import threading
 import time
 from dataclasses import dataclass, field
+from http.client import RemoteDisconnected
 from typing import Any
 
 import certifi
 import msgspec
 import urllib3
 from requests.utils import get_auth_from_url, get_environ_proxies, select_proxy
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+    ProxyError,
+    ReadTimeoutError,
+    SSLError,
+)
 from urllib3.exceptions import HTTPError as TransportError
-from urllib3.exceptions import NewConnectionError, ProtocolError, SSLError
-from urllib3.exceptions import TimeoutError as TransportTimeout
 
 from target_recotap import __version__
 from target_recotap.flow import Throttle
@@ -34,6 +42,14 @@ DEFAULT_MAX_BODY_BYTES = 100 * 1024
 USER_AGENT = f"target-recotap/{__version__} urllib3/{urllib3.__version__}"
 DEALS_PATH = "/deals"
 PIPELINES_PATH = "/deal-stages"
+# Before any answer in a run, a refused connection, a host name that does not resolve or a
+# server without TLS almost always means a wrong address: two quick retries (1.5 s in all) and
+# the run stops. They are there for a server that is restarting, or a local one (the emulator)
+# started just before the run, which refuses for a moment; a wrong URL costs only those 1.5 s.
+FIRST_CONTACT_RETRY_DELAYS = (0.5, 1.0)
+# OpenSSL's words when the server answers the TLS handshake with something that is not TLS,
+# as a plain-http server does (the phrases urllib3 looks for on an https:// proxy that is not).
+NOT_TLS_PHRASES = ("wrong version number", "unknown protocol", "record layer failure")
 
 
 class RecotapError(Exception):
@@ -89,6 +105,11 @@ class UnexpectedResponse(RecotapError):
     """A status or body the contract does not describe."""
 
 
+class ApiUnreachable(RecotapError):
+    """No connection at all before any answer in this run: almost always a wrong ``api_url``
+    (or proxy). Stopped after ``FIRST_CONTACT_RETRY_DELAYS``, not the whole retry policy."""
+
+
 class CertificateRefused(RecotapError):
     """Recotap's TLS certificate failed verification: retrying cannot help."""
 
@@ -108,6 +129,17 @@ class EndpointStats:
     requests: int = 0
     retries: int = 0
     seconds: float = 0.0
+
+
+@dataclass(frozen=True)
+class TransportFailure:
+    """A request that got no HTTP answer, in words that name the address that failed."""
+
+    said: str
+    # Nothing at the address speaks HTTP(S): refused, no such host, no TLS. Before any answer
+    # in a run that is a wrong setting; after one, an outage.
+    wrong_address: bool = False
+    via_proxy: bool = False  # the failure was reaching the proxy, not Recotap behind it
 
 
 @dataclass(frozen=True)
@@ -170,6 +202,17 @@ class RecotapClient:
         # Lowered when a 413 shows the real limit is lower; larger bodies are split beforehand.
         self.max_body_bytes = DEFAULT_MAX_BODY_BYTES
         self._connections = connections_for(self.base_url, self.throttle.max_in_flight)
+        # host:port of Recotap and of the proxy, to name in errors (a proxy URL's credentials
+        # stay out).
+        api = urllib3.util.parse_url(self.base_url)
+        self._api_address = f"{api.host}:{api.port or (443 if api.scheme == 'https' else 80)}"
+        proxy = (
+            self._connections.proxy if isinstance(self._connections, urllib3.ProxyManager) else None
+        )
+        self._proxy_address = f"{proxy.host}:{proxy.port}" if proxy else None
+        # Whether any request of this run got an HTTP answer, whatever its status: then the
+        # address is right. Set by any sending thread; a bool is written atomically.
+        self._answered = False
         self._headers = {
             "X-Api-Key": api_key,
             "Content-Type": "application/json",
@@ -207,7 +250,8 @@ class RecotapClient:
         try:
             response = self._send("GET", PIPELINES_PATH, None)
         except TransportError as exc:
-            raise UnexpectedResponse(f"{what} got {_connection_failure(exc)}") from None
+            failure = describe_transport_error(exc, self._api_address, self._proxy_address)
+            raise UnexpectedResponse(f"{what}: {failure.said}") from None
         if not 200 <= response.status < 300:
             raise UnexpectedResponse(f"{what} answered {response.status}: {_summary(response)}")
         body = _json_or_none(response)
@@ -238,6 +282,8 @@ class RecotapClient:
             if not self.throttle.wait_turn(self._stopping):
                 raise Stopped(f"{what} not sent: the run is stopping")
             started = time.monotonic()
+            transport: TransportFailure | None = None
+            quick_retry: float | None = None  # the wait before a retry at first contact
             try:
                 response = self._send("POST", path, data)
             except TransportError as exc:
@@ -248,8 +294,23 @@ class RecotapClient:
                         f"({refusal}); behind a TLS-inspecting proxy, set REQUESTS_CA_BUNDLE "
                         "to its CA bundle"
                     ) from None
-                failure, status, retry_after = _connection_failure(exc), None, None
+                transport = describe_transport_error(exc, self._api_address, self._proxy_address)
+                # Only before any answer: mid-run, even a server that stopped speaking TLS is
+                # retried like any lost connection. After answers over TLS from this address
+                # that is a fault of the moment (a middlebox, a failover), not a setting.
+                if transport.wrong_address and not self._answered:
+                    if retries >= min(self.retry.max_retries, len(FIRST_CONTACT_RETRY_DELAYS)):
+                        check = (
+                            "the proxy set in the environment (HTTPS_PROXY, HTTP_PROXY or "
+                            "ALL_PROXY)"
+                            if transport.via_proxy
+                            else f"the api_url setting (now {self.base_url})"
+                        )
+                        raise ApiUnreachable(f"{transport.said}: check {check}") from None
+                    quick_retry = FIRST_CONTACT_RETRY_DELAYS[retries]
+                failure, status, retry_after = transport.said, None, None
             else:
+                self._answered = True
                 status = response.status
                 if status not in RETRIABLE_STATUSES:
                     if status < 400:
@@ -260,25 +321,31 @@ class RecotapClient:
             finally:
                 self._count(path, time.monotonic() - started, is_retry=retries > 0)
             if retries >= self.retry.max_retries:
+                if status == 429:
+                    likely = "Recotap is limiting requests"
+                elif transport is not None and transport.via_proxy:
+                    likely = "the proxy may be down"
+                else:
+                    likely = "Recotap may be down"
                 raise RetriesExhausted(
-                    f"{what} failed {retries + 1} times, the last with {failure}; "
-                    "Recotap may be down or limiting requests: run again later "
-                    "(raise max_retries to wait longer)"
+                    f"{what} failed {retries + 1} times, the last: {failure}; {likely}: "
+                    "run again later (raise max_retries to wait longer)"
                 )
             retries += 1
-            wait = self.retry.delay(retries, retry_after)
+            wait = self.retry.delay(retries, retry_after) if quick_retry is None else quick_retry
             if status == 429:
                 self.throttle.on_throttled(wait)
             else:
                 self.throttle.on_failure()
-            logger.warning(
-                "%s: %s; retry %d of %d in %.1f s",
-                what,
-                failure,
-                retries,
-                self.retry.max_retries,
-                wait,
-            )
+            if quick_retry is None:  # a quick check is not yet an outage: its error says it all
+                logger.warning(
+                    "%s: %s; retry %d of %d in %.1f s",
+                    what,
+                    failure,
+                    retries,
+                    self.retry.max_retries,
+                    wait,
+                )
             if self._stopping.wait(wait):
                 raise Stopped(f"{what} abandoned after {failure}: the run is stopping")
 
@@ -464,11 +531,48 @@ def _certificate_refusal(exc: TransportError) -> str | None:
     return cause.verify_message if isinstance(cause, ssl.SSLCertVerificationError) else None
 
 
-def _connection_failure(exc: TransportError) -> str:
-    # NewConnectionError is a ConnectTimeoutError for urllib3's compatibility: refused first.
-    if isinstance(exc, TransportTimeout) and not isinstance(exc, NewConnectionError):
-        return "a timeout"
-    # urllib3's words for a failure while reading the body (before it: "Connection aborted").
-    if isinstance(exc, ProtocolError) and str(exc.args[0]).startswith("Connection broken"):
-        return "a response cut short"
-    return "a connection error (no response)"
+def describe_transport_error(
+    exc: TransportError, api_address: str, proxy_address: str | None
+) -> TransportFailure:
+    """What failed and where: at ``api_address``, or at the proxy when reaching it failed."""
+    via_proxy = isinstance(exc, ProxyError) and proxy_address is not None
+    cause: BaseException = exc.original_error if isinstance(exc, ProxyError) else exc
+    where = f"the proxy {proxy_address}" if via_proxy else api_address
+    cannot = f"cannot connect to {where}"
+    # NameResolutionError is a NewConnectionError, and that a ConnectTimeoutError (for
+    # urllib3's compatibility): the most specific first.
+    if isinstance(cause, NameResolutionError):
+        return TransportFailure(
+            f"{cannot} (the host name does not resolve)", wrong_address=True, via_proxy=via_proxy
+        )
+    if isinstance(cause, NewConnectionError):
+        reason = cause.__cause__
+        if isinstance(reason, ConnectionRefusedError):
+            return TransportFailure(
+                f"{cannot} (connection refused)", wrong_address=True, via_proxy=via_proxy
+            )
+        detail = reason.strerror if isinstance(reason, OSError) and reason.strerror else None
+        said = f"{cannot} ({(detail or 'no connection').lower()})"
+        return TransportFailure(said, via_proxy=via_proxy)
+    if isinstance(cause, ConnectTimeoutError):
+        return TransportFailure(f"{cannot} (timed out)", via_proxy=via_proxy)
+    if isinstance(cause, ReadTimeoutError):
+        return TransportFailure(f"a timeout waiting for {where} to answer", via_proxy=via_proxy)
+    tls = cause.args[0] if isinstance(cause, SSLError) and cause.args else None
+    if isinstance(tls, ssl.SSLError):
+        if any(phrase in str(tls).lower() for phrase in NOT_TLS_PHRASES):
+            said = f"{cannot} (TLS handshake failed: the server does not speak TLS)"
+            return TransportFailure(said, wrong_address=True, via_proxy=via_proxy)
+        return TransportFailure(f"a TLS error with {where} ({tls})", via_proxy=via_proxy)
+    if isinstance(cause, ProtocolError) and cause.args:
+        # urllib3's words for a failure while reading the body (before it: "Connection aborted").
+        if str(cause.args[0]).startswith("Connection broken"):
+            return TransportFailure(f"a response from {where} cut short", via_proxy=via_proxy)
+        reason = cause.args[-1]
+        # RemoteDisconnected is a ConnectionResetError: the more specific first.
+        if isinstance(reason, RemoteDisconnected):
+            said = f"{where} closed the connection without answering"
+            return TransportFailure(said, via_proxy=via_proxy)
+        if isinstance(reason, ConnectionResetError):
+            return TransportFailure(f"{where} reset the connection", via_proxy=via_proxy)
+    return TransportFailure(f"a connection error with {where} (no response)", via_proxy=via_proxy)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import socket
 import subprocess
 import sys
 from dataclasses import dataclass, field
@@ -125,6 +126,13 @@ def about_json() -> dict[str, Any]:
     about = run_cli(["--about", "--format", "json"])
     assert about.returncode == 0, about.stderr
     return json.loads(about.stdout)  # type: ignore[no-any-return]
+
+
+def free_port() -> int:
+    """A loopback port where nothing listens: bound to find it, then released."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 def write_config(tmp_path: Path, config: dict[str, Any]) -> Path:

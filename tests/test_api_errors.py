@@ -3,11 +3,26 @@
 from __future__ import annotations
 
 import logging
+import socket
+import time
 
 import pytest
-from support import config_for, deal, deals_messages, record, run_in_process, schema, state
+from support import (
+    config_for,
+    deal,
+    deals_messages,
+    free_port,
+    record,
+    run_cli,
+    run_in_process,
+    schema,
+    state,
+    write_config,
+)
+from urllib3.connection import HTTPSConnection
+from urllib3.exceptions import NameResolutionError
 
-from target_recotap.client import RetryPolicy, parse_retry_after
+from target_recotap.client import RetryPolicy, describe_transport_error, parse_retry_after
 
 
 def test_wrong_key_fails_at_once_and_says_to_check_api_key(emulator, capsys, caplog):
@@ -25,6 +40,41 @@ def test_wrong_base_url_says_to_check_api_url(emulator, capsys, caplog):
     outcome = run_in_process(config, deals_messages([deal(1)]), capsys)
     assert outcome.exit_code == 1
     assert "check the api_url setting" in caplog.text
+
+
+def test_nothing_listening_at_api_url_stops_within_seconds_saying_to_check_it(tmp_path):
+    port = free_port()
+    api_url = f"http://127.0.0.1:{port}/api/v1"
+    # The default retry settings: with them this waited 151 s through 16 warnings.
+    config = write_config(tmp_path, {"api_key": "a-secret-key", "api_url": api_url})
+
+    started = time.monotonic()
+    run = run_cli(["--config", str(config)], [*deals_messages([deal(1)]), state({"s": 1})])
+
+    assert run.returncode == 1
+    assert time.monotonic() - started < 20
+    errors = [line for line in run.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1
+    assert (
+        f"Stopped: cannot connect to 127.0.0.1:{port} (connection refused): "
+        f"check the api_url setting (now {api_url})."
+    ) in errors[0]
+    assert "; retry " not in run.stderr  # the quick checks before stopping are not warned of
+    assert "a-secret-key" not in run.stderr
+    assert "Traceback" not in run.stderr
+    assert run.stdout == ""
+
+
+def test_a_host_name_that_does_not_resolve_is_named_and_counts_as_a_wrong_address():
+    # Resolving a name would ask a DNS server, which tests must not: the error urllib3 raises.
+    host = "eapi.recotap.invalid"
+    reason = socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+    error = NameResolutionError(host, HTTPSConnection(host, 443), reason)
+
+    failure = describe_transport_error(error, f"{host}:443", proxy_address=None)
+
+    assert failure.said == f"cannot connect to {host}:443 (the host name does not resolve)"
+    assert failure.wrong_address
 
 
 def test_429_with_retry_after_is_waited_out(emulator, capsys, caplog):
@@ -47,7 +97,10 @@ def test_5xx_then_success(emulator, capsys):
 
 @pytest.mark.parametrize(
     ("outcome", "said"),
-    [("lose", "a connection error (no response)"), ("cut", "a response cut short")],
+    [
+        ("lose", "{address} closed the connection without answering"),
+        ("cut", "a response from {address} cut short"),
+    ],
 )
 def test_a_response_lost_or_cut_short_is_retried_and_the_upsert_lands_once(
     emulator, capsys, caplog, outcome, said
@@ -57,6 +110,7 @@ def test_a_response_lost_or_cut_short_is_retried_and_the_upsert_lands_once(
         result = run_in_process(config_for(emulator), deals_messages([deal(1, amount=3)]), capsys)
     assert result.exit_code == 0
     assert emulator.store.deals()["deal-1"]["amount"] == 3
+    said = said.format(address=f"127.0.0.1:{emulator.port}")
     assert f"POST /deals: {said}; retry 1 of 8" in caplog.text
     assert [(r["status"], r["lost"]) for r in emulator.store.requests()] == [
         (200, True),
@@ -64,8 +118,12 @@ def test_a_response_lost_or_cut_short_is_retried_and_the_upsert_lands_once(
     ]
 
 
+@pytest.mark.parametrize(
+    ("status", "likely"),
+    [("503", "Recotap may be down"), ("429", "Recotap is limiting requests")],
+)
 def test_retries_exhausted_exits_non_zero_without_a_state_ahead_of_the_data(
-    emulator, capsys, caplog
+    emulator, capsys, caplog, status, likely
 ):
     messages = [
         schema("deals"),
@@ -75,11 +133,13 @@ def test_retries_exhausted_exits_non_zero_without_a_state_ahead_of_the_data(
         state({"s": "second batch"}),
     ]
     # The first batch goes through; every attempt at the second fails.
-    emulator.faults.script.extend(["ok"] + ["503"] * 4)
+    emulator.faults.retry_after = 0
+    emulator.faults.script.extend(["ok"] + [status] * 4)
     outcome = run_in_process(config_for(emulator, max_retries=3), messages, capsys)
     assert outcome.exit_code == 1
     assert outcome.states == [{"s": "first batch"}]
-    assert "POST /deals failed 4 times" in caplog.text
+    assert f"POST /deals failed 4 times, the last: {status} " in caplog.text
+    assert f"; {likely}: run again later (raise max_retries to wait longer)" in caplog.text
     assert "Traceback" not in caplog.text
 
 

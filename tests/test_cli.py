@@ -344,7 +344,7 @@ def test_requests_that_time_out_count_in_request_seconds(emulator, tmp_path):
     config = config_for(emulator, request_timeout=0.3, max_retries=2)
     run = run_cli(["--config", str(write_config(tmp_path, config))], deals_messages([deal(1)]))
     assert run.returncode == 1
-    assert "failed 3 times, the last with a timeout" in run.stderr
+    assert "failed 3 times, the last: a timeout waiting for 127.0.0.1:" in run.stderr
     summary = re.search(r"requests 3, retries 2, request-seconds (\d+\.\d)$", run.stderr, re.M)
     assert summary, run.stderr
     assert float(summary.group(1)) >= 0.8  # three attempts of 0.3 s each

@@ -15,6 +15,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
+from support import free_port
 
 from target_recotap.emulator import EmulatorServer, EmulatorStore, Faults
 from target_recotap.emulator.cli import main
@@ -46,12 +47,6 @@ def post_deals(emulator, deals, **kwargs):
 
 def post_pipelines(emulator, pipelines, **kwargs):
     return api(emulator, "POST", "/deal-stages", json={"pipelines": pipelines}, **kwargs)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 # Envelope, routing, auth

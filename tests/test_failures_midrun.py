@@ -1,4 +1,5 @@
-"""Failures in the middle of a run: a signal, a revoked key, a second run at the same time."""
+"""Failures in the middle of a run: a signal, a revoked key, Recotap going away, a second run at
+the same time."""
 
 from __future__ import annotations
 
@@ -57,6 +58,26 @@ def test_key_revoked_mid_run_stops_with_a_clear_message(emulator, tmp_path):
     assert "Recotap refused the API key (401 Invalid API key): check the api_key setting" in log
     assert "Run again to continue from the last STATE written" in log
     assert len(emulator.store.deals()) == 100
+
+
+def test_recotap_gone_mid_run_is_retried_naming_the_address_that_refuses(emulator, tmp_path):
+    port = emulator.port
+    target = LiveTarget(write_config(tmp_path, config_for(emulator, max_retries=3)))
+    target.send([schema("deals"), *batch(0), state({"s": "A"})])
+    assert target.next_state() == {"s": "A"}
+    emulator.stop()  # the port now refuses connections, as a host whose service is down does
+    target.send([*batch(100), state({"s": "B"})])
+    code, states, log = target.finish()
+    assert code == 1
+    assert states == []
+    refused = f"cannot connect to 127.0.0.1:{port} (connection refused)"
+    # Requests succeeded before, so the address is right: an outage, retried.
+    assert f"POST /deals: {refused}; retry 1 of 3 in " in log
+    assert (
+        f"POST /deals failed 4 times, the last: {refused}; Recotap may be down: run again later"
+    ) in log
+    assert "check the api_url setting" not in log
+    assert "Traceback" not in log
 
 
 def test_two_runs_at_once_against_one_account_both_succeed(emulator, tmp_path):

@@ -6,11 +6,24 @@ import base64
 import http.client
 import importlib.util
 import threading
+import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import urlsplit
 
 import pytest
-from support import config_for, deal, deals_messages, run_cli, run_in_process, write_config
+from support import (
+    LiveTarget,
+    config_for,
+    deal,
+    deals_messages,
+    free_port,
+    record,
+    run_cli,
+    run_in_process,
+    schema,
+    state,
+    write_config,
+)
 
 
 class ForwardProxy(ThreadingHTTPServer):
@@ -94,6 +107,49 @@ def test_no_proxy_sends_directly(emulator, proxy, no_proxy_settings, capsys):
     assert outcome.exit_code == 0
     assert "deal-1" in emulator.store.deals()
     assert proxy.seen == []
+
+
+def test_a_proxy_where_nothing_listens_stops_within_seconds_naming_the_proxy(emulator, tmp_path):
+    port = free_port()
+    proxy_url = f"http://me:s3cret@127.0.0.1:{port}"
+    env = {"HTTP_PROXY": proxy_url, "http_proxy": proxy_url, "NO_PROXY": "", "no_proxy": ""}
+    config = write_config(tmp_path, {"api_key": emulator.api_key, "api_url": emulator.url})
+
+    started = time.monotonic()
+    run = run_cli(["--config", str(config)], deals_messages([deal(1)]), env=env)
+
+    assert run.returncode == 1
+    assert time.monotonic() - started < 20
+    assert (
+        f"Stopped: cannot connect to the proxy 127.0.0.1:{port} (connection refused): check "
+        "the proxy set in the environment (HTTPS_PROXY, HTTP_PROXY or ALL_PROXY)."
+    ) in run.stderr
+    assert "s3cret" not in run.stderr
+    assert "Traceback" not in run.stderr
+    assert emulator.store.requests() == []
+
+
+class _OneRequestPerConnection(_ProxyHandler):
+    protocol_version = "HTTP/1.0"  # so that a stopped proxy keeps no connection open
+
+
+def test_the_proxy_gone_mid_run_is_retried_and_named(emulator, proxy, tmp_path):
+    proxy.RequestHandlerClass = _OneRequestPerConnection
+    port = proxy.server_address[1]
+    env = {"HTTP_PROXY": proxy.url, "http_proxy": proxy.url, "NO_PROXY": "", "no_proxy": ""}
+    target = LiveTarget(write_config(tmp_path, config_for(emulator, max_retries=2)), env=env)
+    target.send([schema("deals"), *[record("deals", deal(n)) for n in range(100)], state(1)])
+    assert target.next_state() == 1
+    proxy.shutdown()
+    proxy.server_close()
+    target.send([record("deals", deal(100)), state(2)])
+    code, states, log = target.finish()
+    assert code == 1
+    assert states == []
+    refused = f"cannot connect to the proxy 127.0.0.1:{port} (connection refused)"
+    assert f"POST /deals: {refused}; retry 1 of 2 in " in log
+    assert f"failed 3 times, the last: {refused}; the proxy may be down: run again later" in log
+    assert "check the proxy set in the environment" not in log
 
 
 @pytest.mark.parametrize(

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import logging
 import ssl
+import time
 
 import pytest
 import trustme
-from support import config_for, deal, deals_messages, run_in_process
+from support import config_for, deal, deals_messages, run_cli, run_in_process, write_config
 
 from target_recotap.emulator import EmulatorServer
 
@@ -59,3 +60,21 @@ def test_an_untrusted_certificate_stops_the_run_at_once_saying_what_to_set(
     assert "set REQUESTS_CA_BUNDLE" in caplog.text
     assert "retry" not in caplog.text  # a refused certificate is not worth a retry
     assert https_emulator.store.requests() == []
+
+
+def test_https_to_a_server_that_speaks_only_http_stops_at_once_naming_the_cause(emulator, tmp_path):
+    api_url = emulator.url.replace("http://", "https://")
+    config = write_config(tmp_path, {"api_key": emulator.api_key, "api_url": api_url})
+
+    started = time.monotonic()
+    run = run_cli(["--config", str(config)], deals_messages([deal(1)]))
+
+    assert run.returncode == 1
+    assert time.monotonic() - started < 20
+    assert (
+        f"Stopped: cannot connect to 127.0.0.1:{emulator.port} (TLS handshake failed: the "
+        f"server does not speak TLS): check the api_url setting (now {api_url})."
+    ) in run.stderr
+    assert "; retry " not in run.stderr  # the quick checks before stopping are not warned of
+    assert "Traceback" not in run.stderr
+    assert emulator.store.requests() == []
