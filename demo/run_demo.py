@@ -66,8 +66,7 @@ def main() -> int:
         for line in (OUT / "rejected.jsonl").read_text().splitlines():
             message = json.loads(line)
             if message["type"] == "RECORD":
-                reason = message["recotap_rejection"]["reason"]
-                print(f"  {message['record']['externalDealId']}: {reason}")
+                print(f"  {message['recotap_rejection']['reason']}")  # it names the record
     return 0
 
 
