@@ -44,6 +44,8 @@ class LineCountingReader(SingerReader):
             else:
                 problem = f"not a JSON message ({exc.msg} at column {exc.pos + 1})"
             raise InvalidInputLine(problem) from None
+        except ValueError:  # not JSONDecodeError: an integer of over 4300 digits, too long for int
+            raise InvalidInputLine("a JSON message with an integer too long to read") from None
         except RecursionError:
             raise InvalidInputLine("a JSON message nested too deeply to read") from None
 

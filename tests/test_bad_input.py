@@ -43,6 +43,10 @@ from target_recotap.validation import is_multiple
         ("[1, 2, 3]", "not a JSON object"),
         ("[" * 100_000, "nested too deeply"),
         (
+            '{"type": "RECORD", "stream": "deals", "record": {"n": ' + "7" * 5000 + "}}",
+            "an integer too long",
+        ),
+        (
             json.dumps(schema("deals", {"type": "object", "properties": {"a": {"type": 5}}})),
             "the SCHEMA is not valid JSON Schema",
         ),
