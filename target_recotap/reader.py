@@ -20,9 +20,11 @@ class LineCountingReader(SingerReader):
     def __init__(self) -> None:
         super().__init__()
         self.line_number = 0
+        self.line = ""  # the line last read, as it came: the dead letter writes a record so
 
     def deserialize_json(self, line: str) -> dict:
         self.line_number += 1
+        self.line = line
         try:
             message = _decode(line)
         except (msgspec.DecodeError, RecursionError):
