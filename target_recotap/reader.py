@@ -27,8 +27,9 @@ class LineCountingReader(SingerReader):
         self.line = line
         try:
             message = _decode(line)
-        except (msgspec.DecodeError, RecursionError):
-            # msgspec is stricter than the SDK's reader (e.g. lone surrogates): let that decide.
+        except (msgspec.DecodeError, RecursionError, UnicodeEncodeError):
+            # msgspec is stricter than the SDK's reader (e.g. lone surrogates, escaped or, from
+            # undecodable bytes on standard input, raw): let that decide.
             message = self._decode_as_sdk_does(line)
         if not isinstance(message, dict):
             raise InvalidInputLine("not a JSON object")

@@ -390,3 +390,35 @@ def test_the_dead_letter_holds_each_record_as_it_arrived_and_a_replay_rejects_it
     again = dead_letter.read_text()
     assert all(text in again for text in ODD_RECORDS)
 
+
+def test_undecodable_input_bytes_are_kept_as_escapes_that_replay_the_same(emulator, tmp_path):
+    dead_letter = tmp_path / "rejected.jsonl"
+    config = write_config(tmp_path, config_for(emulator, dead_letter_path=str(dead_letter)))
+    source = tmp_path / "input.jsonl"
+    source.write_bytes(
+        to_lines([schema("deals", {"type": "object", "properties": {}})]).encode()
+        + b'{"type":"RECORD","stream":"deals","record":{"externalDealId":"deal-1",'
+        b'"name":"Caf\xe9 in Latin-1"}}\n'
+    )
+    reason = "record 'deal-1': name holds a lone surrogate, which is not text"
+    with source.open("rb") as standard_input:  # only standard input lets such bytes through
+        first = subprocess.run(
+            [sys.executable, "-m", "target_recotap", "--config", str(config)],
+            stdin=standard_input,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    assert first.returncode == 3, first.stderr
+    (line,) = [m for m in dead_letter.read_text(encoding="utf-8").splitlines() if "RECORD" in m]
+    assert '"name":"Caf\\udce9 in Latin-1"' in line
+    assert json.loads(line)[REJECTION_KEY]["reason"] == reason
+
+    replay = run_cli(["--config", str(config), "--input", str(dead_letter)])
+    assert replay.returncode == 3, replay.stderr
+    assert json.loads(rejected_lines(dead_letter)[0])[REJECTION_KEY]["reason"] == reason
+    assert emulator.store.deals() == {}
+
+
+def rejected_lines(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if '"RECORD"' in line]
