@@ -20,13 +20,16 @@ class LineCountingReader(SingerReader):
     def __init__(self) -> None:
         super().__init__()
         self.line_number = 0
+        self.line = ""  # the line last read, as it came: the dead letter writes a record so
 
     def deserialize_json(self, line: str) -> dict:
         self.line_number += 1
+        self.line = line
         try:
             message = _decode(line)
-        except (msgspec.DecodeError, RecursionError):
-            # msgspec is stricter than the SDK's reader (e.g. lone surrogates): let that decide.
+        except (msgspec.DecodeError, RecursionError, UnicodeEncodeError):
+            # msgspec is stricter than the SDK's reader (e.g. lone surrogates, escaped or, from
+            # undecodable bytes on standard input, raw): let that decide.
             message = self._decode_as_sdk_does(line)
         if not isinstance(message, dict):
             raise InvalidInputLine("not a JSON object")
@@ -44,6 +47,8 @@ class LineCountingReader(SingerReader):
             else:
                 problem = f"not a JSON message ({exc.msg} at column {exc.pos + 1})"
             raise InvalidInputLine(problem) from None
+        except ValueError:  # not JSONDecodeError: an integer of over 4300 digits, too long for int
+            raise InvalidInputLine("a JSON message with an integer too long to read") from None
         except RecursionError:
             raise InvalidInputLine("a JSON message nested too deeply to read") from None
 

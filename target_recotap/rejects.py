@@ -2,17 +2,22 @@
 
 The dead letter holds Singer messages the target reads back unchanged (``--input``): the
 stream's SCHEMA once per run, then each rejected RECORD as it arrived, before any stream map,
-with the reason under ``recotap_rejection``. A run that reads the dead letter itself moves it
-aside first (``move_aside_if_read``), so that it replays what the file held and appends its own
-rejections to a new file of that name, instead of reading them back forever.
+with the reason under ``recotap_rejection``. A RECORD is written from its input line's own
+text, not from what was read of it: NaN, ``1E400`` or a key given twice come back as they
+came, so that a replay is judged as the first run was. A run that reads the dead letter
+itself moves it aside first (``move_aside_if_read``), so that it replays what the file held
+and appends its own rejections to a new file of that name, instead of reading them back
+forever.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import io
+import json
 import logging
 import os
+import re
 import threading
 from collections import Counter
 from collections.abc import Sequence
@@ -24,6 +29,14 @@ from singer_sdk.singerlib.json import serialize_json
 
 REJECTION_KEY = "recotap_rejection"
 
+# A JSON string, or a character that opens, closes or separates: all it takes to find the
+# members of a valid JSON object's top level without reading their values.
+_TOKEN = re.compile(r'"[^"\\]*(?:\\.[^"\\]*)*"|[][{},]')
+_KEY = json.JSONDecoder()  # raw_decode reads a member's key, the JSON string it starts with
+# Undecodable bytes on standard input are read as lone surrogates, which can only stand in a
+# JSON string: written as \u escapes, they read back as the same characters, in valid UTF-8.
+_SURROGATE = re.compile("[\ud800-\udfff]")
+
 
 class DeadLetterUnwritable(Exception):
     """The dead letter cannot be written: the run stops, so that no rejection goes unrecorded."""
@@ -31,10 +44,11 @@ class DeadLetterUnwritable(Exception):
 
 @dataclass(slots=True)
 class Received:
-    """A RECORD message as read, and its place in the input (1 for the first record)."""
+    """A RECORD message as read, its place in the input (1 for the first record), its line."""
 
     position: int
     message: dict[str, Any]
+    line: str
 
 
 def record_label(
@@ -138,7 +152,7 @@ class RejectLog:
             "reason": f"record {label}: {reason}",
             "rejected_at": dt.datetime.now(dt.timezone.utc).isoformat(timespec="seconds"),
         }
-        lines.append(serialize_json({**received.message, REJECTION_KEY: rejection}))
+        lines.append(_rejected_line(received.line, rejection))
         try:
             with path.open("a", encoding="utf-8") as dead_letter:
                 dead_letter.write("\n".join(lines) + "\n")
@@ -147,3 +161,40 @@ class RejectLog:
                 f"the dead letter {str(path)!r} cannot be written ({exc.strerror}); the run "
                 "stopped so that no rejection is lost"
             ) from None
+
+
+def _rejected_line(line: str, rejection: dict[str, Any]) -> str:
+    """The input ``line``, a JSON object, with ``rejection`` under REJECTION_KEY.
+
+    Every other member is kept as written. A rejection the line carries already (a replay of
+    the dead letter) is replaced, not repeated: with the key twice, which one counted would be
+    up to the parser that reads the file.
+    """
+    members = [m for m in _members(line) if _KEY.raw_decode(m)[0] != REJECTION_KEY]
+    members.append(f'"{REJECTION_KEY}":{serialize_json(rejection)}')
+    return _SURROGATE.sub(_escape, "{" + ",".join(members) + "}")
+
+
+def _members(text: str) -> list[str]:
+    """The ``"key": value`` texts of the top level of ``text``, a JSON object, as written."""
+    members = []
+    depth = start = 0
+    for token in _TOKEN.finditer(text):
+        char = token.group()
+        if char in ("{", "["):
+            depth += 1
+            if depth == 1:
+                start = token.end()
+        elif char in ("}", "]"):
+            depth -= 1
+            if depth == 0:
+                members.append(text[start : token.start()])
+                break
+        elif char == "," and depth == 1:
+            members.append(text[start : token.start()])
+            start = token.end()
+    return [member.strip() for member in members if member.strip()]
+
+
+def _escape(surrogate: re.Match[str]) -> str:
+    return f"\\u{ord(surrogate.group()):04x}"

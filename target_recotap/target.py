@@ -93,6 +93,7 @@ class TargetRecotap(Target):
     name = "target-recotap"
     config_jsonschema = CONFIG_SCHEMA
     message_reader_class = LineCountingReader
+    message_reader: LineCountingReader  # made from message_reader_class: none is passed in
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(**kwargs)
@@ -203,7 +204,7 @@ class TargetRecotap(Target):
         if type(raw) is not dict:
             raise InvalidInputLine("the RECORD message's 'record' is not a JSON object")
         self._records_read += 1
-        received = Received(self._records_read, message_dict)
+        received = Received(self._records_read, message_dict, self.message_reader.line)
         stream_name = message_dict["stream"]
         if stream_name not in self.mapper.stream_maps:
             self._assert_sink_exists(stream_name)

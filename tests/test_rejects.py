@@ -312,3 +312,113 @@ def test_a_stream_map_that_fails_on_a_record_rejects_that_record(emulator, tmp_p
     )
     assert rejected_records(dead_letter) == [{"name": "has no id"}]
     assert json.loads(run.stdout) == {"s": 1}
+
+
+def faithful(line: str) -> list:
+    """A JSON line read changing nothing: numbers as text, keys in order, twice if twice."""
+    return json.loads(
+        line, parse_float=str, parse_int=str, parse_constant=str, object_pairs_hook=list
+    )
+
+
+def member(pairs: list, key: str):
+    (value,) = [value for name, value in pairs if name == key]
+    return value
+
+
+# Records as taps write them, each rejected (by its amount, else by its owner email).
+ODD_RECORDS = [
+    '{"externalDealId":"deal-1","name":"No amount","amount":NaN}',
+    '{"externalDealId":"deal-2","name":"Endless","amount":Infinity}',
+    '{"externalDealId":"deal-3","name":"Below nothing","amount":-Infinity}',
+    '{"externalDealId":"deal-4","name":"Huge","forecast":1E400,"ownerEmail":"not an email"}',
+    '{"externalDealId":"deal-5","ownerId":123456789012345678901234567890123,"name":"Big id",'
+    '"ownerEmail":"not an email"}',
+    '{"externalDealId":"deal-6","name":"Digits","probability":0.1000000000000000055511151231257827,'
+    '"ownerEmail":"not an email"}',
+    '{"externalDealId":"deal-7","name":"Caf\\u00e9 é \\ud83d\\ude80 \\u2028 \\"}\\"",'
+    '"ownerEmail":"not an email"}',
+    '{ "ownerEmail" : "not an email" , "name":"first", "externalDealId":"deal-8",'
+    ' "nested": {"a": [1, {"b": "],}{"}]}, "name": "given twice" }',
+]
+
+
+def test_the_dead_letter_holds_each_record_as_it_arrived_and_a_replay_rejects_it_again(
+    emulator, tmp_path
+):
+    dead_letter = tmp_path / "rejected.jsonl"
+    config = write_config(tmp_path, config_for(emulator, dead_letter_path=str(dead_letter)))
+    lines = ['{"type":"RECORD","stream":"deals","record":' + text + "}" for text in ODD_RECORDS]
+    lines[1] = lines[1][:-1] + ',"time_extracted":"2026-01-15T09:30:00Z"}   '  # more after it
+    first = run_cli(
+        ["--config", str(config)], [schema("deals", {"type": "object", "properties": {}}), *lines]
+    )
+    assert first.returncode == 3, first.stderr
+    assert "Traceback" not in first.stderr
+
+    def rejected() -> list[list]:
+        messages = [faithful(line) for line in dead_letter.read_text().splitlines()]
+        return [m for m in messages if member(m, "type") == "RECORD"]
+
+    held = dead_letter.read_text()
+    for text in ODD_RECORDS:
+        assert text in held  # the record's own text, character for character
+    assert [member(m, "record") for m in rejected()] == [
+        member(faithful(line), "record") for line in lines
+    ]
+    assert member(rejected()[1], "time_extracted") == "2026-01-15T09:30:00Z"
+    reasons = [member(member(m, REJECTION_KEY), "reason") for m in rejected()]
+    assert reasons[:3] == [
+        "record 'deal-1': amount must be a finite number, got nan",
+        "record 'deal-2': amount must be a finite number, got inf",
+        "record 'deal-3': amount must be a finite number, got -inf",
+    ]
+    assert all("ownerEmail 'not an email'" in reason for reason in reasons[3:])
+    assert len(reasons) == len(ODD_RECORDS)
+
+    # Replayed as it is: each record rejected again for the same reason, and nothing stored.
+    replay = run_cli(["--config", str(config), "--input", str(dead_letter)])
+    assert replay.returncode == 3, replay.stderr
+    assert "it was moved to" in replay.stderr
+    assert emulator.store.deals() == {}
+    for message in rejected():  # one rejection each, this run's: the old one is not kept
+        assert [name for name, _ in message].count(REJECTION_KEY) == 1
+    assert [member(member(m, REJECTION_KEY), "reason") for m in rejected()] == reasons
+    assert [member(m, "record") for m in rejected()] == [
+        member(faithful(line), "record") for line in lines
+    ]
+    again = dead_letter.read_text()
+    assert all(text in again for text in ODD_RECORDS)
+
+
+def test_undecodable_input_bytes_are_kept_as_escapes_that_replay_the_same(emulator, tmp_path):
+    dead_letter = tmp_path / "rejected.jsonl"
+    config = write_config(tmp_path, config_for(emulator, dead_letter_path=str(dead_letter)))
+    source = tmp_path / "input.jsonl"
+    source.write_bytes(
+        to_lines([schema("deals", {"type": "object", "properties": {}})]).encode()
+        + b'{"type":"RECORD","stream":"deals","record":{"externalDealId":"deal-1",'
+        b'"name":"Caf\xe9 in Latin-1"}}\n'
+    )
+    reason = "record 'deal-1': name holds a lone surrogate, which is not text"
+    with source.open("rb") as standard_input:  # only standard input lets such bytes through
+        first = subprocess.run(
+            [sys.executable, "-m", "target_recotap", "--config", str(config)],
+            stdin=standard_input,
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    assert first.returncode == 3, first.stderr
+    (line,) = [m for m in dead_letter.read_text(encoding="utf-8").splitlines() if "RECORD" in m]
+    assert '"name":"Caf\\udce9 in Latin-1"' in line
+    assert json.loads(line)[REJECTION_KEY]["reason"] == reason
+
+    replay = run_cli(["--config", str(config), "--input", str(dead_letter)])
+    assert replay.returncode == 3, replay.stderr
+    assert json.loads(rejected_lines(dead_letter)[0])[REJECTION_KEY]["reason"] == reason
+    assert emulator.store.deals() == {}
+
+
+def rejected_lines(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if '"RECORD"' in line]
