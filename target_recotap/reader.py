@@ -20,7 +20,7 @@ class LineCountingReader(SingerReader):
     def __init__(self) -> None:
         super().__init__()
         self.line_number = 0
-        self.line = ""  # the line last read, as it came: the dead letter writes a record so
+        self.line = ""  # the line last read, as it came: a rejected record is written from it
 
     def deserialize_json(self, line: str) -> dict:
         self.line_number += 1
