@@ -3,15 +3,16 @@
 The endpoint is create-only, so a pipeline is sent once all its stages are known: when the
 input ends (or stops at a bad line). The SDK's periodic full drains leave pipelines waiting:
 a pipeline sent early could never get the stages that arrive after it. For the same reason a
-pipeline that exists already keeps the stages Recotap has: ``report_existing`` says how those
-differ from the source's.
+pipeline one of whose records is rejected is not sent at all (its other records are rejected
+with it), and a pipeline that exists already keeps the stages Recotap has: ``report_existing``
+says how those differ from the source's.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -39,6 +40,8 @@ class DealStagesSink(RecotapSink):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._drafts: dict[str, PipelineDraft] = {}
+        # pipelineId -> which of its records was rejected while the input was read, and why.
+        self._held_back: dict[str, str] = {}
         # The pipelines answered 409, from the sending threads: see report_existing.
         self._existing: list[Item] = []
         self._existing_lock = threading.Lock()
@@ -61,12 +64,31 @@ class DealStagesSink(RecotapSink):
         draft.sources.append(received)
         self.note_buffered(received)
 
+    def reject(
+        self, sources: Sequence[Received], reason: str, record_id: str | None = None
+    ) -> None:
+        """Reject ``sources``; a record rejected on arrival holds its whole pipeline back.
+
+        Created without that record's stages, a pipeline could never get them (the API is
+        create-only), so its other records are rejected too and the dead letter replays the
+        whole pipeline at once. A record with no usable pipelineId holds nothing back.
+        """
+        super().reject(sources, reason, record_id)
+        if record_id is not None and not self.target.input_finished:
+            why = f"record #{sources[0].position} of the input was rejected: {reason}"
+            self._held_back.setdefault(record_id, why)
+
     def process_batch(self, context: dict) -> None:
         if not self.target.input_finished:
             return
         drafts, self._drafts = self._drafts, {}
         ready = []
         for pipeline_id, draft in drafts.items():
+            held_back = self._held_back.get(pipeline_id)
+            if held_back is not None:
+                reason = f"held back with its pipeline, since {held_back}"
+                self.reject(draft.sources, reason, pipeline_id)
+                continue
             if draft.label is None or not draft.stages:
                 missing = "label" if draft.label is None else "stages"
                 reason = f"pipeline {pipeline_id!r} has no {missing}"
