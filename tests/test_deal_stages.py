@@ -169,6 +169,45 @@ def test_a_rejected_record_holds_its_whole_pipeline_back(emulator, capsys, tmp_p
     }
 
 
+def stage_ids(emulator, pipeline_id):
+    return [stage["stageId"] for stage in emulator.store.pipelines()[pipeline_id]["stages"]]
+
+
+def test_stages_are_ordered_by_their_display_order(emulator, capsys):
+    records = [
+        {  # HubSpot's shape: the pipeline's own displayOrder orders pipelines, not stages
+            "pipelineId": "hs",
+            "label": "HubSpot",
+            "displayOrder": 7,
+            "stages": [
+                {"stageId": "won", "label": "Won", "displayOrder": 2},
+                {"stageId": "new", "label": "New", "displayOrder": 0},
+                {"stageId": "mid", "label": "Mid", "displayOrder": 1},
+            ],
+        },
+        # One stage a record, as the Pipedrive recipe maps order_nr to displayOrder.
+        {
+            "pipelineId": "pd",
+            "pipelineLabel": "PD",
+            "stageId": "c",
+            "stageLabel": "C",
+            "displayOrder": 3,
+        },
+        {"pipelineId": "pd", "stageId": "a", "stageLabel": "A", "displayOrder": 1},
+        {"pipelineId": "pd", "stageId": "x", "stageLabel": "X"},
+        {"pipelineId": "pd", "stageId": "t", "stageLabel": "T", "displayOrder": 1},
+        {"pipelineId": "pd", "stageId": "b", "stageLabel": "B", "display_order": 2.5},
+        {"pipelineId": "pd", "stageId": "y", "stageLabel": "Y", "displayOrder": "first"},
+    ]
+
+    outcome = run_in_process(config_for(emulator), pipelines_messages(records), capsys)
+
+    assert outcome.exit_code == 0
+    assert stage_ids(emulator, "hs") == ["new", "mid", "won"]
+    # Ties keep the order first seen; stages without a numeric order come last, as first seen.
+    assert stage_ids(emulator, "pd") == ["a", "t", "b", "c", "x", "y"]
+
+
 # Pipelines that exist already: Recotap keeps what it has, and the log says how it differs.
 
 FIRST_STAGES = [

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from target_recotap.client import PIPELINES_PATH, PipelineConflict, RecotapError
-from target_recotap.normalize import PIPELINE_ID_NAMES, pipeline_part
+from target_recotap.normalize import PIPELINE_ID_NAMES, JSONNumber, pipeline_part
 from target_recotap.rejects import Received
 from target_recotap.settings import PIPELINES_PER_REQUEST
 from target_recotap.sinks.base import Item, RecotapSink
@@ -28,8 +28,17 @@ class PipelineDraft:
     """A pipeline as gathered so far from one or more records."""
 
     label: str | None = None
-    stages: dict[str, str] = field(default_factory=dict)
+    stages: dict[str, str] = field(default_factory=dict)  # stageId -> label, as first seen
+    orders: dict[str, JSONNumber] = field(default_factory=dict)  # stageId -> order, if given
     sources: list[Received] = field(default_factory=list)
+
+    def ordered_stages(self) -> list[dict[str, str]]:
+        """The stages by their order; ties, and then those without one, as first seen."""
+        orders = self.orders
+        ids = sorted(
+            self.stages, key=lambda stage_id: (stage_id not in orders, orders.get(stage_id, 0))
+        )
+        return [{"stageId": stage_id, "stageLabel": self.stages[stage_id]} for stage_id in ids]
 
 
 class DealStagesSink(RecotapSink):
@@ -59,8 +68,10 @@ class DealStagesSink(RecotapSink):
         draft = self._drafts.setdefault(part.pipeline_id, PipelineDraft())
         if part.label is not None:
             draft.label = part.label
-        for stage_id, stage_label in part.stages:
+        for stage_id, stage_label, order in part.stages:
             draft.stages[stage_id] = stage_label  # first position kept, latest label wins
+            if order is not None:
+                draft.orders[stage_id] = order
         draft.sources.append(received)
         self.note_buffered(received)
 
@@ -97,7 +108,7 @@ class DealStagesSink(RecotapSink):
             body = {
                 "pipelineId": pipeline_id,
                 "pipelineLabel": draft.label,
-                "stages": [{"stageId": k, "stageLabel": v} for k, v in draft.stages.items()],
+                "stages": draft.ordered_stages(),
             }
             ready.append(Item(pipeline_id, body, draft.sources, draft.sources[0].position))
         size = min(self.batch_size_rows or PIPELINES_PER_REQUEST, PIPELINES_PER_REQUEST)
