@@ -277,7 +277,8 @@ class PipelinePart:
 
     pipeline_id: str
     label: str | None
-    stages: list[tuple[str, str]] = field(default_factory=list)
+    # (stageId, stageLabel, order or None) for each stage, as the record lists them.
+    stages: list[tuple[str, str, JSONNumber | None]] = field(default_factory=list)
 
 
 def pipeline_part(record: Mapping[str, Any]) -> PipelinePart:
@@ -310,14 +311,28 @@ def pipeline_part(record: Mapping[str, Any]) -> PipelinePart:
     return part
 
 
-def _stage(item: Mapping[str, Any], where: str) -> tuple[str, str]:
+def _stage(item: Mapping[str, Any], where: str) -> tuple[str, str, JSONNumber | None]:
     raw_id = pick(item, ("stageId", "stage_id"))
     raw_label = pick(item, ("stageLabel", "stage_label", "label"))
     if raw_id is None:
         raise InvalidRecord(f"{where}: stageId is missing or empty")
     if raw_label is None:
         raise InvalidRecord(f"{where}: stageLabel is missing or empty")
-    return to_text(raw_id, "stageId"), to_text(raw_label, "stageLabel")
+    return to_text(raw_id, "stageId"), to_text(raw_label, "stageLabel"), _stage_order(item)
+
+
+def _stage_order(item: Mapping[str, Any]) -> JSONNumber | None:
+    """A stage's place in its pipeline, if it has a finite number for it; anything else is none.
+
+    HubSpot's stages carry ``displayOrder``; the recipes map Pipedrive's ``order_nr`` and
+    Salesforce's ``SortOrder`` to it.
+    """
+    value = pick(item, ("displayOrder", "display_order"))
+    if isinstance(value, Decimal):
+        return value if value.is_finite() else None
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    return value if type(value) is int else None
 
 
 _KINDS: dict[type, str] = {dict: "an object", list: "a list"}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 import subprocess
 
@@ -9,6 +10,7 @@ import pytest
 import requests
 from support import config_for, pipeline, record, run_cli, run_in_process, schema, write_config
 
+from target_recotap.rejects import REJECTION_KEY
 from target_recotap.sinks.deal_stages import pipeline_changes
 
 
@@ -118,6 +120,92 @@ def test_pipeline_without_label_or_stages_is_rejected(emulator, capsys, tmp_path
     text = dead_letter.read_text()
     assert "pipeline 'nolabel' has no label" in text
     assert "pipeline 'nostages' has no stages" in text
+
+
+def test_a_rejected_record_holds_its_whole_pipeline_back(emulator, capsys, tmp_path):
+    records = [
+        {
+            "pipelineId": "p13",
+            "pipelineLabel": "P13",
+            "stages": [{"stageId": "a"}, {"stageId": "b", "stageLabel": "B"}],
+        },
+        {"pipelineId": "p14", "pipelineLabel": "P14", "stageId": "x", "stageLabel": "X"},
+        {"pipelineId": "p13", "pipelineLabel": "P13", "stageId": "c", "stageLabel": "C"},
+        {"pipelineId": "p14", "stages": "x, y"},
+        {"stageId": "z", "stageLabel": "Z"},  # no pipeline to hold back
+        pipeline("p15"),
+    ]
+    dead_letter = tmp_path / "rejected.jsonl"
+    config = config_for(emulator, dead_letter_path=str(dead_letter), max_rejected_records=10)
+
+    outcome = run_in_process(config, pipelines_messages(records), capsys)
+
+    assert outcome.exit_code == 0
+    assert set(emulator.store.pipelines()) == {"p15"}
+    rejected = [json.loads(line) for line in dead_letter.read_text().splitlines()][1:]
+    assert {records.index(m["record"]) + 1: m[REJECTION_KEY]["reason"] for m in rejected} == {
+        1: "record 'p13': stages[0]: stageLabel is missing or empty",
+        3: "record 'p13': held back with its pipeline, since record #1 of the input was "
+        "rejected: stages[0]: stageLabel is missing or empty",
+        2: "record 'p14': held back with its pipeline, since record #4 of the input was "
+        "rejected: stages must be a list, got str",
+        4: "record 'p14': stages must be a list, got str",
+        5: "record #5 of the input: pipelineId is missing or empty",
+    }
+
+    # The dead letter replays the whole pipeline at once: with its bad record fixed, all of it.
+    rejected[0]["record"]["stages"][0]["stageLabel"] = "A"
+    replay = run_in_process(config, [schema("deal_stages"), *rejected], capsys)
+    assert replay.exit_code == 0
+    assert set(emulator.store.pipelines()) == {"p13", "p15"}  # p14 is still held back
+    assert emulator.store.pipelines()["p13"] == {
+        "pipelineId": "p13",
+        "pipelineLabel": "P13",
+        "stages": [
+            {"stageId": "a", "stageLabel": "A"},
+            {"stageId": "b", "stageLabel": "B"},
+            {"stageId": "c", "stageLabel": "C"},
+        ],
+    }
+
+
+def stage_ids(emulator, pipeline_id):
+    return [stage["stageId"] for stage in emulator.store.pipelines()[pipeline_id]["stages"]]
+
+
+def test_stages_are_ordered_by_their_display_order(emulator, capsys):
+    records = [
+        {  # HubSpot's shape: the pipeline's own displayOrder orders pipelines, not stages
+            "pipelineId": "hs",
+            "label": "HubSpot",
+            "displayOrder": 7,
+            "stages": [
+                {"stageId": "won", "label": "Won", "displayOrder": 2},
+                {"stageId": "new", "label": "New", "displayOrder": 0},
+                {"stageId": "mid", "label": "Mid", "displayOrder": 1},
+            ],
+        },
+        # One stage a record, as the Pipedrive recipe maps order_nr to displayOrder.
+        {
+            "pipelineId": "pd",
+            "pipelineLabel": "PD",
+            "stageId": "c",
+            "stageLabel": "C",
+            "displayOrder": 3,
+        },
+        {"pipelineId": "pd", "stageId": "a", "stageLabel": "A", "displayOrder": 1},
+        {"pipelineId": "pd", "stageId": "x", "stageLabel": "X"},
+        {"pipelineId": "pd", "stageId": "t", "stageLabel": "T", "displayOrder": 1},
+        {"pipelineId": "pd", "stageId": "b", "stageLabel": "B", "display_order": 2.5},
+        {"pipelineId": "pd", "stageId": "y", "stageLabel": "Y", "displayOrder": "first"},
+    ]
+
+    outcome = run_in_process(config_for(emulator), pipelines_messages(records), capsys)
+
+    assert outcome.exit_code == 0
+    assert stage_ids(emulator, "hs") == ["new", "mid", "won"]
+    # Ties keep the order first seen; stages without a numeric order come last, as first seen.
+    assert stage_ids(emulator, "pd") == ["a", "t", "b", "c", "x", "y"]
 
 
 # Pipelines that exist already: Recotap keeps what it has, and the log says how it differs.

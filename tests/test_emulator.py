@@ -582,6 +582,26 @@ def test_forced_item_failures_and_dropped_results(emulator):
     assert set(emulator.store.deals()) == {"d-1", "d-3"}
 
 
+def test_values_can_fail_a_deal_or_refuse_its_request(emulator):
+    emulator.faults.fail_values = {"XXX": "currency not enabled"}
+    emulator.faults.refuse_values = {"YYY": "dealCurrencyCode is unknown"}
+
+    data = post_deals(emulator, [deal("d-1"), deal("d-2", dealCurrencyCode="XXX")]).json()["data"]
+    assert data["results"] == [
+        {"externalDealId": "d-1", "status": "upserted"},
+        {"externalDealId": "d-2", "status": "failed", "error": "currency not enabled"},
+    ]
+    refused = post_deals(emulator, [deal("d-3"), deal("d-4", dealCurrencyCode="YYY")])
+    assert refused.status_code == 400
+    assert refused.json()["data"] == [
+        {
+            "property": "deals.1.dealCurrencyCode",
+            "constraints": {"isRefused": "dealCurrencyCode is unknown"},
+        }
+    ]
+    assert set(emulator.store.deals()) == {"d-1"}
+
+
 def test_api_key_can_be_rotated_while_running(emulator):
     old_key = emulator.api_key
     emulator.api_key = "new-key"

@@ -204,8 +204,8 @@ def test_pipeline_record_with_labels_at_both_levels():
     assert part.pipeline_id == "default"
     assert part.label == "Sales Pipeline"
     assert part.stages == [
-        ("appointmentscheduled", "Appointment Scheduled"),
-        ("closedwon", "Closed Won"),
+        ("appointmentscheduled", "Appointment Scheduled", None),
+        ("closedwon", "Closed Won", None),
     ]
 
 
@@ -213,7 +213,7 @@ def test_stage_record_label_names_the_stage():
     part = pipeline_part(
         {"pipeline_id": 5, "pipeline_label": "SMB", "stageId": 9, "label": "Proposal"}
     )
-    assert (part.pipeline_id, part.label, part.stages) == ("5", "SMB", [("9", "Proposal")])
+    assert (part.pipeline_id, part.label, part.stages) == ("5", "SMB", [("9", "Proposal", None)])
 
 
 def test_stage_without_label_is_invalid():

@@ -270,6 +270,35 @@ def unknown_fields(
     return unknown
 
 
+# The tap's stream with each pipeline's stages (one a record, or a list in each record).
+STAGE_STREAMS = {
+    "hubspot": "deal_pipelines",
+    "pipedrive": "stages",
+    "salesforce": "OpportunityStage",
+}
+
+
+@pytest.mark.parametrize("crm", CRMS)
+def test_recipes_order_stages_by_the_taps_own_order(crm, emulator, capsys):
+    run_recipe(crm, emulator, capsys)
+    in_order = emulator.store.pipelines()
+    emulator.store.reset()
+    shuffled = messages(crm)
+    positions = [
+        i
+        for i, message in enumerate(shuffled)
+        if message["type"] == "RECORD" and message["stream"] == STAGE_STREAMS[crm]
+    ]
+    stage_records = [shuffled[i] for i in positions]
+    for i, message in zip(positions, reversed(stage_records), strict=True):
+        shuffled[i] = message
+        if "stages" in message["record"]:
+            message["record"]["stages"].reverse()
+    config = config_for(emulator, **loader_config(crm))
+    assert run_in_process(config, shuffled, capsys).exit_code == 0
+    assert emulator.store.pipelines() == in_order
+
+
 @pytest.mark.parametrize("crm", CRMS)
 def test_recipes_read_only_fields_of_the_taps_schema(crm):
     stream_schemas = schemas(crm)

@@ -24,7 +24,7 @@ from target_recotap.emulator.faults import FaultInjector, Faults
 from target_recotap.emulator.store import EmulatorStore, utc_timestamp
 
 if TYPE_CHECKING:
-    from collections.abc import Callable, Iterable, Mapping
+    from collections.abc import Callable, Iterable, Iterator, Mapping
 
     from _typeshed.wsgi import StartResponse, WSGIEnvironment
 
@@ -534,10 +534,15 @@ class EmulatorApp:
     def _push_deals(self, request: Request, body: dict[str, Any], seq: int) -> Response:
         _require_valid(body, PUSH_DEALS)
         self._apply_refusals(body["deals"], "deals", "externalDealId")
+        self._refuse_values(body["deals"])
         results: list[dict[str, Any]] = []
         accepted: list[dict[str, Any]] = []
         for deal in body["deals"]:
-            error = self.faults.fail_ids.get(deal["externalDealId"]) or deal_item_error(deal)
+            error = (
+                self.faults.fail_ids.get(deal["externalDealId"])
+                or next((why for _, why in _faulty_values(deal, self.faults.fail_values)), None)
+                or deal_item_error(deal)
+            )
             if error is None:
                 accepted.append(deal)
                 results.append({"externalDealId": deal["externalDealId"], "status": "upserted"})
@@ -560,6 +565,15 @@ class EmulatorApp:
             _row(f"{key}.{index}.{id_field}", {"isRefused": self.faults.refuse_ids[item[id_field]]})
             for index, item in enumerate(items)
             if item[id_field] in self.faults.refuse_ids
+        ]
+        if rows:
+            raise ApiError(400, data=rows)
+
+    def _refuse_values(self, deals: list[dict[str, Any]]) -> None:
+        rows = [
+            _row(f"deals.{index}.{name}", {"isRefused": message})
+            for index, deal in enumerate(deals)
+            for name, message in _faulty_values(deal, self.faults.refuse_values)
         ]
         if rows:
             raise ApiError(400, data=rows)
@@ -605,6 +619,14 @@ class EmulatorApp:
             except ValueError as error:
                 return json_response({"error": str(error)}, 400)
         return json_response(self.faults.to_dict())
+
+
+def _faulty_values(deal: Mapping[str, Any], faults: Mapping[str, str]) -> Iterator[tuple[str, str]]:
+    """(field, message) for each field of ``deal`` whose value ``faults`` names."""
+    if faults:
+        for name, value in deal.items():
+            if isinstance(value, str) and value in faults:
+                yield name, faults[value]
 
 
 def _success(request: Request, status: int, data: Any) -> Response:

@@ -41,6 +41,8 @@ class Faults:
     out of the `results` of POST /deals (they are still processed and counted in the summary).
     `refuse_ids` (an externalDealId or pipelineId to a message) makes any request holding one
     of them a whole-request 400, as a validation rule the client does not know would.
+    `fail_values` and `refuse_values` (a string to a message) do the same to a deal holding
+    that string as one of its fields' values: a rule met by one version of a deal, not another.
     `deal_stages_listing` is one of `LISTING_FORMS`.
     """
 
@@ -59,6 +61,8 @@ class Faults:
     fail_ids: dict[str, str] = field(default_factory=dict)
     drop_ids: set[str] = field(default_factory=set)
     refuse_ids: dict[str, str] = field(default_factory=dict)
+    fail_values: dict[str, str] = field(default_factory=dict)
+    refuse_values: dict[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Reject values the emulator could not act on; accept any list of IDs as `drop_ids`."""
@@ -134,6 +138,12 @@ def _problems(faults: Faults) -> list[str]:
         isinstance(key, str) and isinstance(rule, str) for key, rule in faults.refuse_ids.items()
     ):
         problems.append("refuse_ids must map ID strings to message strings")
+    for name in ("fail_values", "refuse_values"):
+        values = getattr(faults, name)
+        if not isinstance(values, dict) or not all(
+            isinstance(value, str) and isinstance(message, str) for value, message in values.items()
+        ):
+            problems.append(f"{name} must map value strings to message strings")
     if not isinstance(faults.drop_ids, (set, frozenset, list, tuple)) or not all(
         isinstance(key, str) for key in faults.drop_ids
     ):

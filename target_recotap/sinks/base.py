@@ -199,7 +199,11 @@ class RecotapSink(BatchSink, abc.ABC):
                 if isinstance(exc, RequestRejected) and exc.violations
                 else f"Recotap refused it: {exc}"
             )
-            self.reject(items[0].sources, reason, items[0].key)
+            self.refused(items[0], reason)
+
+    def refused(self, item: Item, reason: str) -> None:
+        """Recotap refused ``item``: reject the records it was made from."""
+        self.reject(item.sources, reason, item.key)
 
     def process_record(self, record: dict, context: dict) -> None:
         """Unused: the target calls ``accept``, which buffers in the sink's own structures."""

@@ -3,20 +3,21 @@
 The endpoint is create-only, so a pipeline is sent once all its stages are known: when the
 input ends (or stops at a bad line). The SDK's periodic full drains leave pipelines waiting:
 a pipeline sent early could never get the stages that arrive after it. For the same reason a
-pipeline that exists already keeps the stages Recotap has: ``report_existing`` says how those
-differ from the source's.
+pipeline one of whose records is rejected is not sent at all (its other records are rejected
+with it), and a pipeline that exists already keeps the stages Recotap has: ``report_existing``
+says how those differ from the source's.
 """
 
 from __future__ import annotations
 
 import sys
 import threading
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from target_recotap.client import PIPELINES_PATH, PipelineConflict, RecotapError
-from target_recotap.normalize import PIPELINE_ID_NAMES, pipeline_part
+from target_recotap.normalize import PIPELINE_ID_NAMES, JSONNumber, pipeline_part
 from target_recotap.rejects import Received
 from target_recotap.settings import PIPELINES_PER_REQUEST
 from target_recotap.sinks.base import Item, RecotapSink
@@ -27,8 +28,17 @@ class PipelineDraft:
     """A pipeline as gathered so far from one or more records."""
 
     label: str | None = None
-    stages: dict[str, str] = field(default_factory=dict)
+    stages: dict[str, str] = field(default_factory=dict)  # stageId -> label, as first seen
+    orders: dict[str, JSONNumber] = field(default_factory=dict)  # stageId -> order, if given
     sources: list[Received] = field(default_factory=list)
+
+    def ordered_stages(self) -> list[dict[str, str]]:
+        """The stages by their order; ties, and then those without one, as first seen."""
+        orders = self.orders
+        ids = sorted(
+            self.stages, key=lambda stage_id: (stage_id not in orders, orders.get(stage_id, 0))
+        )
+        return [{"stageId": stage_id, "stageLabel": self.stages[stage_id]} for stage_id in ids]
 
 
 class DealStagesSink(RecotapSink):
@@ -39,6 +49,8 @@ class DealStagesSink(RecotapSink):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._drafts: dict[str, PipelineDraft] = {}
+        # pipelineId -> which of its records was rejected while the input was read, and why.
+        self._held_back: dict[str, str] = {}
         # The pipelines answered 409, from the sending threads: see report_existing.
         self._existing: list[Item] = []
         self._existing_lock = threading.Lock()
@@ -56,10 +68,26 @@ class DealStagesSink(RecotapSink):
         draft = self._drafts.setdefault(part.pipeline_id, PipelineDraft())
         if part.label is not None:
             draft.label = part.label
-        for stage_id, stage_label in part.stages:
+        for stage_id, stage_label, order in part.stages:
             draft.stages[stage_id] = stage_label  # first position kept, latest label wins
+            if order is not None:
+                draft.orders[stage_id] = order
         draft.sources.append(received)
         self.note_buffered(received)
+
+    def reject(
+        self, sources: Sequence[Received], reason: str, record_id: str | None = None
+    ) -> None:
+        """Reject ``sources``; a record rejected on arrival holds its whole pipeline back.
+
+        Created without that record's stages, a pipeline could never get them (the API is
+        create-only), so its other records are rejected too and the dead letter replays the
+        whole pipeline at once. A record with no usable pipelineId holds nothing back.
+        """
+        super().reject(sources, reason, record_id)
+        if record_id is not None and not self.target.input_finished:
+            why = f"record #{sources[0].position} of the input was rejected: {reason}"
+            self._held_back.setdefault(record_id, why)
 
     def process_batch(self, context: dict) -> None:
         if not self.target.input_finished:
@@ -67,6 +95,11 @@ class DealStagesSink(RecotapSink):
         drafts, self._drafts = self._drafts, {}
         ready = []
         for pipeline_id, draft in drafts.items():
+            held_back = self._held_back.get(pipeline_id)
+            if held_back is not None:
+                reason = f"held back with its pipeline, since {held_back}"
+                self.reject(draft.sources, reason, pipeline_id)
+                continue
             if draft.label is None or not draft.stages:
                 missing = "label" if draft.label is None else "stages"
                 reason = f"pipeline {pipeline_id!r} has no {missing}"
@@ -75,7 +108,7 @@ class DealStagesSink(RecotapSink):
             body = {
                 "pipelineId": pipeline_id,
                 "pipelineLabel": draft.label,
-                "stages": [{"stageId": k, "stageLabel": v} for k, v in draft.stages.items()],
+                "stages": draft.ordered_stages(),
             }
             ready.append(Item(pipeline_id, body, draft.sources, draft.sources[0].position))
         size = min(self.batch_size_rows or PIPELINES_PER_REQUEST, PIPELINES_PER_REQUEST)

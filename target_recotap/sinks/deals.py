@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import itertools
+from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeGuard
 
 from target_recotap.normalize import DEAL_ID_NAMES, deal_body
 from target_recotap.settings import DEALS_PER_REQUEST
@@ -14,14 +15,33 @@ if TYPE_CHECKING:
     from target_recotap.rejects import Received
 
 
+@dataclass
+class DealItem(Item):
+    """A deal merged from its versions buffered together; ``versions`` holds each one's body."""
+
+    versions: list[dict[str, Any]] = field(default_factory=list)  # in step with ``sources``
+
+    def apart(self) -> list[DealItem]:
+        """One item per version, in the order they came."""
+        return [
+            DealItem(self.key, body, [received], received.position, [body])
+            for body, received in zip(self.versions, self.sources, strict=True)
+        ]
+
+
+def _merged(item: Item) -> TypeGuard[DealItem]:
+    """Whether ``item`` holds more than one version of its deal."""
+    return isinstance(item, DealItem) and len(item.versions) > 1
+
+
 class DealsSink(RecotapSink):
-    """Buffers one version per ``externalDealId`` (the latest) and sends full batches."""
+    """Buffers one item per ``externalDealId``, its versions merged, and sends full batches."""
 
     id_fields = DEAL_ID_NAMES
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
-        self._pending: dict[str, Item] = {}
+        self._pending: dict[str, DealItem] = {}
         self._held: set[str] = set()  # buffered deals whose earlier version was in flight
 
     @cached_property  # asked for every record; the setting cannot change during a run
@@ -41,11 +61,17 @@ class DealsSink(RecotapSink):
     def add(self, record: dict[str, Any], received: Received) -> None:
         body = deal_body(record)
         key = body["externalDealId"]
-        earlier = self._pending.pop(key, None)
-        if earlier is not None:
+        item = self._pending.get(key)
+        if item is None:
+            self._pending[key] = DealItem(key, body, [received], received.position, [body])
+        else:
+            # As Recotap applies an upsert: a field sent replaces the one held (a list whole),
+            # a field left out (null or absent: never sent) keeps it. So one request carrying
+            # the merge leaves what the versions sent one by one would.
+            item.body = {**item.body, **body}
+            item.sources.append(received)
+            item.versions.append(body)
             self.stats.merged += 1  # only the reading thread merges
-        since = received.position if earlier is None else earlier.since
-        self._pending[key] = Item(key, body, [received], since)
         if self.target.dispatcher.is_busy(key):
             self._held.add(key)
         self.note_buffered(received)
@@ -63,7 +89,7 @@ class DealsSink(RecotapSink):
                 dispatcher.wait_until_free(busy)
                 continue
             ready = (item for key, item in self._pending.items() if key not in busy)
-            batch = list(itertools.islice(ready, self.max_size))
+            batch: list[Item] = list(itertools.islice(ready, self.max_size))
             self.dispatch(batch, self._send)
             for item in batch:
                 del self._pending[item.key]
@@ -81,6 +107,7 @@ class DealsSink(RecotapSink):
             if isinstance(result, dict)
         }
         upserted = 0
+        failed = []
         for item in items:
             outcome = outcomes.get(item.key)
             if outcome is None:
@@ -91,5 +118,23 @@ class DealsSink(RecotapSink):
                 upserted += 1
             else:
                 error = outcome.get("error") or f"status {outcome.get('status')!r}"
-                self.reject(item.sources, f"Recotap did not upsert it: {error}", item.key)
-        self.stats.add(sent=len(items), accepted=upserted)
+                failed.append((item, f"Recotap did not upsert it: {error}"))
+        # A merged deal that failed is counted as sent once its versions are, apart.
+        apart = sum(1 for item, _ in failed if _merged(item))
+        self.stats.add(sent=len(items) - apart, accepted=upserted)
+        for item, reason in failed:
+            self.refused(item, reason)
+
+    def refused(self, item: Item, reason: str) -> None:
+        """Recotap refused a deal. If it merged several versions, send them apart instead.
+
+        One request each, in the order they came, as with ``batch_size_rows: 1``: the versions
+        Recotap takes are stored, and only those it refuses are rejected, with its reason.
+        This runs in the job that holds the deal's key, so no later version overtakes them.
+        """
+        if _merged(item):
+            self.stats.add(merged=1 - len(item.versions))
+            for version in item.apart():
+                self.deliver([version], self._send)
+        else:
+            super().refused(item, reason)
