@@ -18,6 +18,8 @@ from typing import Any
 
 import msgspec
 
+from target_recotap.emails import is_email
+
 if sys.version_info < (3, 11):  # 3.10's own fromisoformat reads only what isoformat writes
     from backports.datetime_fromisoformat import datetime_fromisoformat
 else:
@@ -35,11 +37,6 @@ REQUIRED_DEAL_FIELDS = ("externalDealId", "name")
 DEAL_ID_NAMES = ("externalDealId", "external_deal_id")
 PIPELINE_ID_NAMES = ("pipelineId", "pipeline_id")
 
-# Close to class-validator's isEmail: one @, no spaces, a dotted domain with a real TLD.
-_EMAIL = re.compile(
-    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@"
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
-)
 _EPOCH_MS_DIGITS = re.compile(r"^-?\d{10,16}$")
 _UTC = dt.timezone.utc
 
@@ -158,9 +155,12 @@ def _from_epoch_ms(value: float | Decimal, field_name: str) -> dt.datetime:
         raise InvalidRecord(f"{field_name} {value!r} is not epoch milliseconds") from None
 
 
-def valid_email(text: str) -> bool:
-    """Whether Recotap would take ``text`` as an owner email."""
-    return len(text) <= 254 and bool(_EMAIL.match(text))
+def to_email(value: Any, field_name: str) -> str:
+    """An email without surrounding white space, if Recotap takes it (see ``emails``)."""
+    text = to_text(value, field_name).strip()
+    if not is_email(text):
+        raise InvalidRecord(f"{field_name} {_clip(text)!r} is not a valid email")
+    return text
 
 
 def deal_body(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -169,8 +169,6 @@ def deal_body(record: Mapping[str, Any]) -> dict[str, Any]:
     for name in REQUIRED_DEAL_FIELDS:
         if name not in body:
             raise InvalidRecord(f"{name} is missing or empty")
-    if "ownerEmail" in body and not valid_email(body["ownerEmail"]):
-        raise InvalidRecord(f"ownerEmail {_clip(body['ownerEmail'])!r} is not a valid email")
     # Flat account fields (what a stream map can build: a map cannot make a list of objects)
     # become one more associated account.
     account = {name: body.pop(flat) for flat, name in FLAT_ACCOUNT_FIELDS.items() if flat in body}
@@ -245,7 +243,7 @@ DEAL_FIELDS = field_table(
         "startDate": (to_utc_timestamp, ("start_date",)),
         "closedDate": (to_utc_timestamp, ("closed_date",)),
         "ownerName": (to_text, ("owner_name",)),
-        "ownerEmail": (to_text, ("owner_email",)),
+        "ownerEmail": (to_email, ("owner_email",)),
         "ownerId": (to_text, ("owner_id",)),
         "dealCurrencyCode": (to_text, ("deal_currency_code",)),
         "associatedAccounts": (associated_accounts, ("associated_accounts",)),

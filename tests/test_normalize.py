@@ -190,6 +190,21 @@ def test_records_the_api_would_refuse_are_invalid(record, reason):
         deal_body(record)
 
 
+@pytest.mark.parametrize(
+    ("written", "sent"),
+    [
+        (" jane@example.com ", "jane@example.com"),
+        ("jane@example.com\n", "jane@example.com"),
+        ("jane@例え.jp", "jane@例え.jp"),
+        ("jané@example.com", "jané@example.com"),
+        ('"jane doe"@example.com', '"jane doe"@example.com'),
+    ],
+)
+def test_owner_email_is_stripped_and_judged_as_recotap_does(written, sent):
+    body = deal_body({"externalDealId": "d", "name": "N", "ownerEmail": written})
+    assert body["ownerEmail"] == sent
+
+
 def test_pipeline_record_with_labels_at_both_levels():
     part = pipeline_part(
         {

@@ -1,0 +1,71 @@
+"""Odd values real taps send, through the console script into the emulator: for each, the exact
+value Recotap stores or the exact reason it is rejected."""
+
+from __future__ import annotations
+
+import re
+
+from support import config_for, record, run_cli, schema, write_config
+
+# Any field of any type: these tests are about what normalisation makes of the values.
+OPEN_SCHEMA = schema("deals", {"type": "object", "properties": {}})
+FULL_WIDTH_EXAMPLE = "\uff45\uff58\uff41\uff4d\uff50\uff4c\uff45"
+REJECTED = re.compile(r"Rejected deals record '(?P<id>[^']*)': (?P<reason>.*)$")
+
+
+def deal_line(deal_id: str, fields_json: str) -> str:
+    """A RECORD line written by hand, so that a number arrives exactly as a tap writes it."""
+    return (
+        '{"type": "RECORD", "stream": "deals", "record": '
+        f'{{"externalDealId": "{deal_id}", "name": "N", {fields_json}}}}}'
+    )
+
+
+def load(emulator, tmp_path, lines):
+    """Run the target on ``lines``; the deals Recotap stored, the reasons of those rejected
+    (by ID) and the log."""
+    config = write_config(tmp_path, config_for(emulator, max_rejected_records=1000))
+    run = run_cli(["--config", str(config)], [OPEN_SCHEMA, *lines])
+    assert run.returncode == 0, run.stderr
+    assert "Traceback" not in run.stderr
+    reasons = {
+        match["id"]: match["reason"]
+        for line in run.stderr.splitlines()
+        if (match := REJECTED.search(line))
+    }
+    return emulator.store.deals(), reasons, run.stderr
+
+
+def fields(stored, deal_id, *names):
+    deal = stored[deal_id]
+    return {name: deal[name] for name in names if name in deal}
+
+
+def test_owner_emails_as_recotap_judges_them(emulator, tmp_path):
+    cases = {
+        "idn": "jane@例え.jp",
+        "utf8-local": "jané@example.com",
+        "quoted": '"jane doe"@example.com',
+        "padded": " jane@example.com ",
+        "final-newline": "jane@example.com\n",
+        "inner-newline": "jane@exam\nple.com",
+        "full-width": f"jane@{FULL_WIDTH_EXAMPLE}.com",
+        "underscore-domain": "jane@my_company.com",
+    }
+    lines = [
+        record("deals", {"externalDealId": k, "name": "N", "ownerEmail": v})
+        for k, v in cases.items()
+    ]
+    stored, reasons, _ = load(emulator, tmp_path, lines)
+    assert {k: stored[k]["ownerEmail"] for k in stored} == {
+        "idn": "jane@例え.jp",
+        "utf8-local": "jané@example.com",
+        "quoted": '"jane doe"@example.com',
+        "padded": "jane@example.com",
+        "final-newline": "jane@example.com",
+    }
+    assert reasons == {
+        "inner-newline": "ownerEmail 'jane@exam\\nple.com' is not a valid email",
+        "full-width": f"ownerEmail 'jane@{FULL_WIDTH_EXAMPLE}.com' is not a valid email",
+        "underscore-domain": "ownerEmail 'jane@my_company.com' is not a valid email",
+    }
