@@ -209,8 +209,9 @@ def field_table(fields: dict[str, tuple[Converter, tuple[str, ...]]]) -> FieldTa
 def convert_fields(item: Mapping[str, Any], table: FieldTable, prefix: str = "") -> dict[str, Any]:
     """The fields of ``item`` that ``table`` knows, present (not None, not blank), converted.
 
-    Recotap's own name wins over a twin. Any other field is left out. One pass over the item:
-    this runs for every record.
+    Recotap's own name, when present, wins over its twin, which is then not read at all; a
+    reason names the field as the item spells it. Any other field is left out. One pass over
+    the item: this runs for every record.
     """
     out: dict[str, Any] = {}
     for key, value in item.items():
@@ -222,12 +223,12 @@ def convert_fields(item: Mapping[str, Any], table: FieldTable, prefix: str = "")
         ):
             continue
         name, convert = known
-        if key != name and name in out:
+        if key != name and pick(item, (name,)) is not None:
             continue
         if convert is to_text and type(value) is str and value.isascii():
             out[name] = value
         else:
-            out[name] = convert(value, prefix + name)
+            out[name] = convert(value, prefix + key)
     return out
 
 

@@ -191,6 +191,40 @@ def test_records_the_api_would_refuse_are_invalid(record, reason):
 
 
 @pytest.mark.parametrize(
+    "record",
+    [
+        {"start_date": "bad", "startDate": "2026-02-02"},
+        {"startDate": "2026-02-02", "start_date": "bad"},
+        {"startDate": "2026-02-02", "start_date": {"not": "read"}},
+        {"associated_accounts": "bad", "associatedAccounts": [], "startDate": "2026-02-02"},
+    ],
+)
+def test_recotap_name_wins_and_its_twin_is_not_read(record):
+    body = deal_body({"externalDealId": "d", "name": "N", **record})
+    assert body == {"externalDealId": "d", "name": "N", "startDate": "2026-02-02T00:00:00Z"}
+
+
+def test_a_twin_is_read_when_recotap_name_is_empty():
+    body = deal_body({"externalDealId": "d", "name": "N", "startDate": " ", "start_date": 0})
+    assert body["startDate"] == "1970-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        ({"start_date": "bad"}, "start_date 'bad' is not an ISO 8601 date"),
+        ({"startDate": None, "start_date": "bad"}, "start_date 'bad' is not an ISO 8601 date"),
+        ({"owner_email": "nope"}, "owner_email 'nope' is not a valid email"),
+        ({"associated_accounts": [{"external_id": True}]}, "associated_accounts[0].external_id"),
+    ],
+)
+def test_a_reason_names_the_field_as_the_record_spells_it(record, reason):
+    with pytest.raises(InvalidRecord) as refused:
+        deal_body({"externalDealId": "d", "name": "N", **record})
+    assert str(refused.value).startswith(reason)
+
+
+@pytest.mark.parametrize(
     ("written", "sent"),
     [
         (" jane@example.com ", "jane@example.com"),

@@ -69,3 +69,24 @@ def test_owner_emails_as_recotap_judges_them(emulator, tmp_path):
         "full-width": f"ownerEmail 'jane@{FULL_WIDTH_EXAMPLE}.com' is not a valid email",
         "underscore-domain": "ownerEmail 'jane@my_company.com' is not a valid email",
     }
+
+
+def test_the_twin_that_loses_is_not_read(emulator, tmp_path):
+    cases = {
+        "twin-first": '"start_date": "bad", "startDate": "2026-02-02"',
+        "twin-last": '"startDate": "2026-02-02", "start_date": "bad"',
+        "accounts-twin-first": '"associated_accounts": [5], '
+        '"associatedAccounts": [{"domain": "a.com"}]',
+        "only-twin": '"start_date": "bad"',
+        "own-name-null": '"startDate": null, "start_date": "2026-13-01"',
+    }
+    stored, reasons, _ = load(emulator, tmp_path, [deal_line(k, v) for k, v in cases.items()])
+    assert {k: fields(stored, k, "startDate", "associatedAccounts") for k in stored} == {
+        "twin-first": {"startDate": "2026-02-02T00:00:00Z"},
+        "twin-last": {"startDate": "2026-02-02T00:00:00Z"},
+        "accounts-twin-first": {"associatedAccounts": [{"domain": "a.com"}]},
+    }
+    assert reasons == {
+        "only-twin": "start_date 'bad' is not an ISO 8601 date",
+        "own-name-null": "start_date '2026-13-01' is not an ISO 8601 date",
+    }
