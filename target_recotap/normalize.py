@@ -180,13 +180,18 @@ def deal_body(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def associated_accounts(value: Any, field_name: str = "associatedAccounts") -> list[dict[str, str]]:
-    """Accounts linked to a deal; an account with no usable field is dropped."""
+    """Accounts linked to a deal; a null entry, like an account with no usable field, is
+    dropped."""
     if not isinstance(value, list):
         raise InvalidRecord(f"{field_name} must be a list, got {_describe(value)}")
     accounts = []
     for position, item in enumerate(value):
+        if item is None:
+            continue
         if not isinstance(item, Mapping):
-            raise InvalidRecord(f"{field_name}[{position}] must be an object")
+            raise InvalidRecord(
+                f"{field_name}[{position}] must be an object, got {_describe(item)}"
+            )
         account = convert_fields(item, ACCOUNT_FIELDS, f"{field_name}[{position}].")
         if account:
             accounts.append(account)

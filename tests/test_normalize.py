@@ -239,6 +239,21 @@ def test_owner_email_is_stripped_and_judged_as_recotap_does(written, sent):
     assert body["ownerEmail"] == sent
 
 
+def test_null_and_empty_accounts_are_dropped_alike():
+    body = deal_body(
+        {
+            "externalDealId": "d",
+            "name": "N",
+            "associatedAccounts": [None, {"domain": "a.com"}, {}, {"name": None}],
+        }
+    )
+    assert body["associatedAccounts"] == [{"domain": "a.com"}]
+    only_nulls = {"externalDealId": "d", "name": "N", "associatedAccounts": [None, None]}
+    assert "associatedAccounts" not in deal_body(only_nulls)
+    with pytest.raises(InvalidRecord, match=r"associatedAccounts\[1\] must be an object, got str"):
+        deal_body({"externalDealId": "d", "name": "N", "associatedAccounts": [None, "a.com"]})
+
+
 def test_pipeline_record_with_labels_at_both_levels():
     part = pipeline_part(
         {

@@ -71,6 +71,22 @@ def test_owner_emails_as_recotap_judges_them(emulator, tmp_path):
     }
 
 
+def test_null_and_empty_associated_accounts_are_dropped(emulator, tmp_path):
+    cases = {
+        "null-first": '"associatedAccounts": [null, {"domain": "a.com"}]',
+        "empty-first": '"associatedAccounts": [{}, {"domain": "a.com"}]',
+        "only-null": '"associatedAccounts": [null]',
+        "not-an-object": '"associatedAccounts": [null, "a.com"]',
+    }
+    stored, reasons, _ = load(emulator, tmp_path, [deal_line(k, v) for k, v in cases.items()])
+    assert {k: fields(stored, k, "associatedAccounts") for k in stored} == {
+        "null-first": {"associatedAccounts": [{"domain": "a.com"}]},
+        "empty-first": {"associatedAccounts": [{"domain": "a.com"}]},
+        "only-null": {},
+    }
+    assert reasons == {"not-an-object": "associatedAccounts[1] must be an object, got str"}
+
+
 def test_the_twin_that_loses_is_not_read(emulator, tmp_path):
     cases = {
         "twin-first": '"start_date": "bad", "startDate": "2026-02-02"',
