@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -37,8 +36,13 @@ REQUIRED_DEAL_FIELDS = ("externalDealId", "name")
 DEAL_ID_NAMES = ("externalDealId", "external_deal_id")
 PIPELINE_ID_NAMES = ("pipelineId", "pipeline_id")
 
-_EPOCH_MS_DIGITS = re.compile(r"^-?\d{10,16}$")
 _UTC = dt.timezone.utc
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=_UTC)
+# A positive epoch timestamp below this, 1973-01-01 in milliseconds, is taken for epoch
+# seconds sent by mistake: as seconds it covers every date from 1970 to the year 4970.
+_SECONDS_LIKE_BELOW = 94_694_400_000
+# Digits of the epoch milliseconds a string may hold (shorter ones are ISO basic dates).
+_EPOCH_DIGITS = range(10, 17)
 
 
 def pick(record: Mapping[str, Any], names: tuple[str, ...]) -> Any:
@@ -102,8 +106,10 @@ def to_amount(value: Any, field_name: str = "amount") -> JSONNumber:
 def to_utc_timestamp(value: Any, field_name: str) -> str:
     """A date as ISO 8601 UTC with a ``Z``: ``2026-01-15T00:00:00Z``.
 
-    Accepts date-time strings with any offset (no offset means UTC), date-only strings
-    (midnight UTC), ``datetime``/``date`` objects and epoch milliseconds.
+    Accepts date-time strings with any offset (no offset means UTC; ``T24:00`` is the next
+    day's midnight), date-only strings (midnight UTC), ``datetime``/``date`` objects and epoch
+    milliseconds, as a number or a string of 10 to 16 ASCII digits. A positive number before
+    1973 as milliseconds is refused as epoch seconds.
     """
     if isinstance(value, bool):
         raise InvalidRecord(f"{field_name} must be a date, got a boolean")
@@ -112,7 +118,7 @@ def to_utc_timestamp(value: Any, field_name: str) -> str:
     elif isinstance(value, dt.date):
         moment = dt.datetime(value.year, value.month, value.day)
     elif isinstance(value, (int, float, Decimal)):
-        moment = _from_epoch_ms(value, field_name)
+        moment = _from_epoch_ms(value, field_name, str(value))
     elif isinstance(value, str):
         moment = _parse_date_text(value.strip(), field_name)
     else:
@@ -135,24 +141,50 @@ def format_utc(moment: dt.datetime) -> str:
 
 
 def _parse_date_text(text: str, field_name: str) -> dt.datetime:
-    if _EPOCH_MS_DIGITS.match(text):
-        return _from_epoch_ms(int(text), field_name)
+    digits = text[1:] if text[:1] == "-" else text
+    if len(digits) in _EPOCH_DIGITS and digits.isdigit() and digits.isascii():
+        return _from_epoch_ms(int(text), field_name, repr(text))
     iso = text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text
     try:
         if len(iso) == 10:
             return dt.datetime.combine(dt.date.fromisoformat(iso), dt.time())
         return datetime_fromisoformat(iso.replace(" ", "T", 1))
     except ValueError:
-        raise InvalidRecord(f"{field_name} {_clip(text)!r} is not an ISO 8601 date") from None
+        moment = _end_of_day(iso)
+        if moment is None:
+            raise InvalidRecord(f"{field_name} {_clip(text)!r} is not an ISO 8601 date") from None
+        return moment
 
 
-def _from_epoch_ms(value: float | Decimal, field_name: str) -> dt.datetime:
+def _end_of_day(iso: str) -> dt.datetime | None:
+    """``2026-01-15T24:00:00``, ISO 8601's end of a day (which Recotap takes), is midnight of
+    the 16th; None for anything else. Tried only on what fromisoformat refused."""
+    if iso[10:13] not in ("T24", " 24"):
+        return None
     try:
-        seconds = Decimal(value) / 1000
-        epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-        return epoch + dt.timedelta(seconds=float(seconds))
+        start = datetime_fromisoformat(f"{iso[:10]}T00{iso[13:]}")
+        return start + dt.timedelta(days=1) if start.time() == dt.time() else None
+    except (ValueError, OverflowError):
+        return None
+
+
+def _from_epoch_ms(value: float | Decimal, field_name: str, shown: str) -> dt.datetime:
+    """The moment ``value`` milliseconds after the epoch, computed exactly (no float)."""
+    try:
+        if type(value) is int:
+            moment = _EPOCH + dt.timedelta(milliseconds=value)
+        else:
+            moment = _EPOCH + dt.timedelta(microseconds=int(Decimal(value).scaleb(3)))
     except (OverflowError, ValueError, InvalidOperation):
-        raise InvalidRecord(f"{field_name} {value!r} is not epoch milliseconds") from None
+        raise InvalidRecord(f"{field_name} {shown} is not epoch milliseconds") from None
+    if 0 < value < _SECONDS_LIKE_BELOW:
+        as_seconds = _EPOCH + dt.timedelta(microseconds=int(Decimal(value).scaleb(6)))
+        raise InvalidRecord(
+            f"{field_name} {shown} looks like epoch seconds ({format_utc(as_seconds)}), but "
+            f"epoch times are read as milliseconds ({format_utc(moment)}): multiply it by "
+            "1000, e.g. in a stream map"
+        )
+    return moment
 
 
 def to_email(value: Any, field_name: str) -> str:

@@ -161,13 +161,60 @@ def test_amount_that_is_not_a_number_is_refused(value):
         (dt.date(2026, 1, 15), "2026-01-15T00:00:00Z"),
         (1768435200000, "2026-01-15T00:00:00Z"),
         ("1768435200000", "2026-01-15T00:00:00Z"),
+        (Decimal("1768435200000.5"), "2026-01-15T00:00:00.000Z"),
+        (0, "1970-01-01T00:00:00Z"),  # the same instant in any unit
+        (-86400000, "1969-12-31T00:00:00Z"),
+        # Far from today, exact to the millisecond (a float of seconds was 1 ms off).
+        (9000000000001, "2255-03-14T16:00:00.001Z"),
+        (-9000000000999, "1684-10-19T07:59:59.001Z"),
+        (253402300799999, "9999-12-31T23:59:59.999Z"),
+        ("2026-01-15T24:00:00Z", "2026-01-16T00:00:00Z"),
+        ("2026-12-31 24:00", "2027-01-01T00:00:00Z"),
+        ("2026-01-15T24:00:00.000+05:30", "2026-01-15T18:30:00Z"),
+        ("2026-01-15 09:30:00", "2026-01-15T09:30:00Z"),  # no offset: UTC
     ],
 )
 def test_dates_become_iso_utc(value, expected):
     assert to_utc_timestamp(value, "startDate") == expected
 
 
-@pytest.mark.parametrize("value", ["next tuesday", "2026-13-01", "", "15/01/2026", True, {}])
+@pytest.mark.parametrize(
+    ("value", "shown", "as_seconds", "as_milliseconds"),
+    [
+        (1768435200, "1768435200", "2026-01-15T00:00:00Z", "1970-01-21T11:13:55.200Z"),
+        ("1768435200", "'1768435200'", "2026-01-15T00:00:00Z", "1970-01-21T11:13:55.200Z"),
+        (
+            Decimal("1768435200.25"),
+            "1768435200.25",
+            "2026-01-15T00:00:00.250Z",
+            "1970-01-21T11:13:55.200Z",
+        ),
+        (94694399999, "94694399999", "4970-09-29T23:59:59Z", "1972-12-31T23:59:59.999Z"),
+    ],
+)
+def test_epoch_seconds_are_refused_saying_so(value, shown, as_seconds, as_milliseconds):
+    with pytest.raises(InvalidRecord) as refused:
+        to_utc_timestamp(value, "startDate")
+    assert str(refused.value) == (
+        f"startDate {shown} looks like epoch seconds ({as_seconds}), but epoch times are read "
+        f"as milliseconds ({as_milliseconds}): multiply it by 1000, e.g. in a stream map"
+    )
+    assert to_utc_timestamp(94694400000, "startDate") == "1973-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "next tuesday",
+        "2026-13-01",
+        "",
+        "15/01/2026",
+        True,
+        {},
+        "2026-01-15T24:00:01Z",  # only 24:00 itself is the end of the day
+        "١٧٦٨٤٣٥٢٠٠٠٠٠",  # 1768435200000 in Arabic-Indic digits: only ASCII digits are read
+    ],
+)
 def test_unparseable_dates_are_refused(value):
     with pytest.raises(InvalidRecord, match="startDate"):
         to_utc_timestamp(value, "startDate")

@@ -41,6 +41,43 @@ def fields(stored, deal_id, *names):
     return {name: deal[name] for name in names if name in deal}
 
 
+def test_epoch_timestamps(emulator, tmp_path):
+    cases = {
+        "ms": '"startDate": 1768435200000',
+        "ms-text": '"startDate": "1768435200000"',
+        "seconds": '"startDate": 1768435200',
+        "seconds-text": '"startDate": "1768435200"',
+        "seconds-fraction": '"startDate": 1768435200.25',
+        "far-future": '"startDate": 9000000000001',
+        "far-past": '"startDate": -9000000000999',
+        "last-ms": '"startDate": 253402300799999',
+        "arabic-indic": '"startDate": "١٧٦٨٤٣٥٢٠٠٠٠٠"',
+        "end-of-day": '"startDate": "2026-01-15T24:00:00Z"',
+        "no-offset": '"startDate": "2026-01-15T09:30:00"',
+    }
+    stored, reasons, _ = load(emulator, tmp_path, [deal_line(k, v) for k, v in cases.items()])
+    assert {k: stored[k]["startDate"] for k in stored} == {
+        "ms": "2026-01-15T00:00:00Z",
+        "ms-text": "2026-01-15T00:00:00Z",
+        "far-future": "2255-03-14T16:00:00.001Z",
+        "far-past": "1684-10-19T07:59:59.001Z",
+        "last-ms": "9999-12-31T23:59:59.999Z",
+        "end-of-day": "2026-01-16T00:00:00Z",
+        "no-offset": "2026-01-15T09:30:00Z",
+    }
+    tail = "but epoch times are read as milliseconds"
+    fix = "multiply it by 1000, e.g. in a stream map"
+    assert reasons == {
+        "seconds": f"startDate 1768435200 looks like epoch seconds (2026-01-15T00:00:00Z), "
+        f"{tail} (1970-01-21T11:13:55.200Z): {fix}",
+        "seconds-text": f"startDate '1768435200' looks like epoch seconds "
+        f"(2026-01-15T00:00:00Z), {tail} (1970-01-21T11:13:55.200Z): {fix}",
+        "seconds-fraction": f"startDate 1768435200.25 looks like epoch seconds "
+        f"(2026-01-15T00:00:00.250Z), {tail} (1970-01-21T11:13:55.200Z): {fix}",
+        "arabic-indic": "startDate '١٧٦٨٤٣٥٢٠٠٠٠٠' is not an ISO 8601 date",
+    }
+
+
 def test_owner_emails_as_recotap_judges_them(emulator, tmp_path):
     cases = {
         "idn": "jane@例え.jp",
