@@ -44,6 +44,13 @@ _SECONDS_LIKE_BELOW = 94_694_400_000
 # Digits of the epoch milliseconds a string may hold (shorter ones are ISO basic dates).
 _EPOCH_DIGITS = range(10, 17)
 
+# Recotap reads every amount as a JavaScript number, a double: what holds no double is
+# refused, and past 15 significant digits (DBL_DIG) a double may round.
+DOUBLE_DIGITS = 15
+_DOUBLE_EXPONENTS = range(-307, 308)  # decimal exponents well inside a double's range
+_FIFTEEN_DIGITS = 10**DOUBLE_DIGITS
+_NUMBER_RULE = "write it with ASCII digits, an optional sign, decimal point and exponent"
+
 
 def pick(record: Mapping[str, Any], names: tuple[str, ...]) -> Any:
     """The first value among ``names`` that is present: not None, not only white space."""
@@ -80,27 +87,76 @@ def _require_utf8(text: str, field_name: str) -> None:
 
 
 def to_amount(value: Any, field_name: str = "amount") -> JSONNumber:
-    """A deal amount as a JSON number, exact: integral values become ints."""
+    """A deal amount as a JSON number, exact: integral values become ints.
+
+    Refused: what is not a number, NaN and infinities, numbers no double holds (Recotap would
+    read them as infinite or as 0), and strings other than JSON's number syntax, with an
+    optional ``+``: not ``75,000``, ``1_000``, nor digits of other scripts (Arabic-Indic,
+    full-width).
+    """
     if isinstance(value, bool):
-        raise InvalidRecord("amount must be a number, got a boolean")
+        raise InvalidRecord(f"{field_name} must be a number, got a boolean")
     if isinstance(value, int):
+        if value.bit_length() > 1023:
+            _require_double(value, field_name)
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise InvalidRecord(f"amount must be a finite number, got {value!r}")
+            raise InvalidRecord(f"{field_name} must be a finite number, got {value!r}")
         return int(value) if value.is_integer() else value
     if isinstance(value, str):
+        text = value.strip()
+        # Decimal() would also read digit group underscores and any script's digits.
+        if not text.isascii() or "_" in text:
+            raise InvalidRecord(f"{field_name} {_clip(value)!r} is not a number: {_NUMBER_RULE}")
         try:
-            value = Decimal(value.strip())
+            value = Decimal(text)
         except InvalidOperation:
-            raise InvalidRecord(f"amount {_clip(value)!r} is not a number") from None
+            raise InvalidRecord(
+                f"{field_name} {_clip(value)!r} is not a number: {_NUMBER_RULE}"
+            ) from None
     if isinstance(value, Decimal):
         if not value.is_finite():
-            raise InvalidRecord(f"amount must be a finite number, got {value}")
+            raise InvalidRecord(f"{field_name} must be a finite number, got {value}")
+        if value.adjusted() not in _DOUBLE_EXPONENTS:
+            _require_double(value, field_name)
         if value == value.to_integral_value():
             return int(value)
         return value
-    raise InvalidRecord(f"amount must be a number, got {_describe(value)}")
+    raise InvalidRecord(f"{field_name} must be a number, got {_describe(value)}")
+
+
+def _require_double(value: int | Decimal, field_name: str) -> None:
+    """Refuse a number that Recotap, reading it as a double, would take for infinite or 0."""
+    try:
+        double = float(value)  # rounds to the nearest double, as JavaScript reads a number
+    except OverflowError:  # an int past the largest double
+        double = math.inf
+    if math.isinf(double):
+        raise InvalidRecord(
+            f"{field_name} {Decimal(value):.3E} is beyond the largest number Recotap can hold "
+            f"({sys.float_info.max:.3E})"
+        )
+    if double == 0 and value != 0:
+        raise InvalidRecord(
+            f"{field_name} {Decimal(value):.3E} is nearer 0 than any number Recotap can hold "
+            "(it would store 0)"
+        )
+
+
+def imprecise_amount(amount: JSONNumber) -> bool:
+    """Whether ``amount`` has more than 15 significant digits: the double Recotap stores
+    may then be another number (it keeps 15 to 17 digits)."""
+    if type(amount) is int:
+        if -_FIFTEEN_DIGITS < amount < _FIFTEEN_DIGITS:
+            return False
+    elif type(amount) is Decimal:
+        if len(str(amount)) <= DOUBLE_DIGITS:  # str() writes every digit: a cheap bound
+            return False
+    else:
+        return False  # a float is a double already
+    mantissa = f"{Decimal(amount):E}".partition("E")[0]
+    return len(mantissa.lstrip("-").replace(".", "").rstrip("0")) > DOUBLE_DIGITS
 
 
 def to_utc_timestamp(value: Any, field_name: str) -> str:

@@ -13,6 +13,7 @@ from target_recotap.client import conflicting_pipeline_ids
 from target_recotap.normalize import (
     InvalidRecord,
     deal_body,
+    imprecise_amount,
     pipeline_part,
     to_amount,
     to_utc_timestamp,
@@ -143,6 +144,61 @@ def test_amount_becomes_an_exact_number(value, expected):
 def test_amount_that_is_not_a_number_is_refused(value):
     with pytest.raises(InvalidRecord, match="amount"):
         to_amount(value)
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("1_000", "amount '1_000' is not a number: write it with ASCII digits"),
+        ("75,000", "amount '75,000' is not a number: write it with ASCII digits"),
+        ("\u0661\u0662\u0663", "amount '\u0661\u0662\u0663' is not a number"),  # Arabic-Indic
+        ("\uff11\uff12\uff13", "amount '\uff11\uff12\uff13' is not a number"),  # full-width
+        ("$5", "amount '$5' is not a number"),
+        (Decimal("1E400"), "amount 1.000E+400 is beyond the largest number Recotap can hold"),
+        ("-1e400", "amount -1.000E+400 is beyond the largest number Recotap can hold"),
+        (10**400, "amount 1.000E+400 is beyond the largest number Recotap can hold (1.798E+308)"),
+        (Decimal("1E-400"), "amount 1.000E-400 is nearer 0 than any number Recotap can hold"),
+    ],
+)
+def test_amount_only_in_json_number_syntax_and_a_double_range(value, reason):
+    with pytest.raises(InvalidRecord) as refused:
+        to_amount(value)
+    assert str(refused.value).startswith(reason)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("+5", 5),
+        ("1e3", 1000),
+        (".5", Decimal("0.5")),
+        ("-0", 0),
+        (Decimal("0E-500"), 0),
+        (Decimal("1.7976931348623157E308"), int(Decimal("1.7976931348623157E308"))),
+        (2**1024 - 2**970 - 1, 2**1024 - 2**970 - 1),  # a double reads it as the largest one
+    ],
+)
+def test_amount_within_a_double_and_in_number_syntax_is_kept(value, expected):
+    assert to_amount(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("amount", "imprecise"),
+    [
+        (75000, False),
+        (10**15 - 1, False),
+        (10**15 + 1, True),  # 16 significant digits
+        (10**20, False),  # one significant digit
+        (Decimal("146258.9"), False),
+        (Decimal("0.1000000000000000"), False),  # trailing zeros are not significant
+        (Decimal("12345678901.2345"), False),
+        (Decimal("1234567890.123456"), True),
+        (Decimal("-0.0000001234567890123456"), True),
+        (0.1, False),  # a float is a double already
+    ],
+)
+def test_imprecise_amounts_have_more_than_15_significant_digits(amount, imprecise):
+    assert imprecise_amount(amount) is imprecise
 
 
 @pytest.mark.parametrize(

@@ -143,3 +143,51 @@ def test_the_twin_that_loses_is_not_read(emulator, tmp_path):
         "only-twin": "start_date 'bad' is not an ISO 8601 date",
         "own-name-null": "start_date '2026-13-01' is not an ISO 8601 date",
     }
+
+
+def test_amounts_a_double_cannot_hold_and_odd_digits(emulator, tmp_path):
+    cases = {
+        "huge": '"amount": 1E400',
+        "huge-integer": f'"amount": 1{"0" * 400}',
+        "tiny": '"amount": -1e-400',
+        "long-decimal": '"amount": 123456789012345.678901234567890',
+        "largest": '"amount": 1.7976931348623157e308',
+        "long-integer": '"amount": 12345678901234567890123',
+        "spaces-and-sign": '"amount": " +7 "',
+        "exponent-text": '"amount": "1e3"',
+        "underscores": '"amount": "1_000"',
+        "arabic-indic": '"amount": "١٢٣"',
+        "full-width": '"amount": "\uff11\uff12\uff13"',
+        "thousands": '"amount": "75,000"',
+    }
+    stored, reasons, log = load(emulator, tmp_path, [deal_line(k, v) for k, v in cases.items()])
+    # Recotap keeps a double of each (the emulator keeps integers whole: float() shows the double).
+    assert {k: float(stored[k]["amount"]) for k in stored} == {
+        "largest": 1.7976931348623157e308,
+        "long-decimal": 123456789012345.67,
+        "long-integer": 1.2345678901234568e22,
+        "spaces-and-sign": 7,
+        "exponent-text": 1000,
+    }
+    syntax = (
+        "is not a number: write it with ASCII digits, an optional sign, decimal point and exponent"
+    )
+    assert reasons == {
+        "huge": "amount 1.000E+400 is beyond the largest number Recotap can hold (1.798E+308)",
+        "huge-integer": "amount 1.000E+400 is beyond the largest number Recotap can hold "
+        "(1.798E+308)",
+        "tiny": "amount -1.000E-400 is nearer 0 than any number Recotap can hold (it would "
+        "store 0)",
+        "underscores": f"amount '1_000' {syntax}",
+        "arabic-indic": f"amount '١٢٣' {syntax}",
+        "full-width": f"amount '\uff11\uff12\uff13' {syntax}",
+        "thousands": f"amount '75,000' {syntax}",
+    }
+    warnings = [line for line in log.splitlines() if "significant digits" in line]
+    assert len(warnings) == 1  # once a run, though two amounts have too many digits
+    assert warnings[0].endswith(
+        "Deal 'long-decimal': amount 123456789012345.678901234567890 has more than 15 "
+        "significant digits; Recotap stores amounts as doubles, so it will hold "
+        "123456789012345.67. It is sent as read; other amounts like it in this run get no "
+        "further warning"
+    )
