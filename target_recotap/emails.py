@@ -18,19 +18,19 @@ The rules, in order (validator.js's own test cases are in tests/test_emails.py):
    from U+00A1-U+00A8, U+00AA-U+D7FF, U+F900-U+FDCF, U+FDF0-U+FFEF (``例え.jp``, ``.рф``),
    or ``xn`` and 2 or more ASCII letters, digits and hyphens (punycode: ``xn--p1ai``), with no
    white space; every label is 1 to 63 UTF-16 code units of ASCII letters, digits, hyphens
-   or characters from U+00A1 up, with no full-width ASCII (U+FF01-U+FF5E: a full-width gmail), no
-   hyphen first or last and no underscore (``foo@_bar.com`` fails).
-5. A local part that starts and ends with ``"`` is quoted: inside, any run of white space,
-   control characters other than NUL, LF and CR, printable ASCII other than ``"`` and ``\\``,
-   and characters from U+00A0-U+D7FF, U+F900-U+FDCF, U+FDF0-U+FFEF; or a backslash and any of
-   those or ASCII other than NUL and LF. Empty quotes pass (``""@example.com``).
+   or characters from U+00A1 up, with no full-width ASCII (U+FF01-U+FF5E, as in a full-width
+   "gmail"), no hyphen first or last and no underscore (``foo@_bar.com`` fails).
+5. A local part that starts and ends with ``"`` is quoted: inside, any run of white space (LF
+   and CR included), other control characters but NUL, printable ASCII other than ``"`` and
+   ``\\``, and characters from U+00A0-U+D7FF, U+F900-U+FDCF, U+FDF0-U+FFEF; or a backslash
+   and any of those or ASCII other than NUL and LF. Empty quotes pass (``""@example.com``).
 6. Any other local part is dot-separated atoms, none empty (no leading, trailing or doubled
    dot): ASCII letters, digits, ``!#$%&'*+-/=?^_`{|}~`` and characters from U+00A1-U+D7FF,
    U+F900-U+FDCF, U+FDF0-U+FFEF (``jané``, ``hans.m端ller``; no space, no U+00A0, nothing
    beyond U+FFFF such as emoji).
 
-``\\n`` is no exception anywhere: outside quotes it is not an allowed character, and Python's
-``fullmatch`` (unlike ``$``) does not let a final newline through.
+A newline passes only inside quotes, as in validator.js: elsewhere no rule allows it, and
+``fullmatch`` (unlike a pattern ending in ``$``) lets no final newline through.
 """
 
 from __future__ import annotations

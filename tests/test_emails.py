@@ -87,6 +87,7 @@ def test_what_validator_js_refuses(address):
         '"jane doe"@example.com',
         '"a@b"@example.com',  # an @ inside quotes
         '""@example.com',
+        '"jane\ndoe"@example.com',  # inside quotes, white space includes a newline
         "jane@a-b.example.com",
         f"{'é' * 32}@example.com",  # 64 UTF-8 bytes
     ],
@@ -102,6 +103,7 @@ def test_what_else_recotap_takes(address):
         "jane@example.com ",  # surrounding white space is the caller's to strip
         " jane@example.com",
         "jane@exam\nple.com",
+        '"jane\\\ndoe"@example.com',  # a backslash may escape anything but NUL and LF
         "ja ne@example.com",
         "jane@example",  # no TLD
         "jane@example.c0m",  # a TLD with a digit that is not punycode
