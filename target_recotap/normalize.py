@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import datetime as dt
 import math
-import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -17,6 +16,8 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 import msgspec
+
+from target_recotap.emails import is_email
 
 if sys.version_info < (3, 11):  # 3.10's own fromisoformat reads only what isoformat writes
     from backports.datetime_fromisoformat import datetime_fromisoformat
@@ -35,13 +36,20 @@ REQUIRED_DEAL_FIELDS = ("externalDealId", "name")
 DEAL_ID_NAMES = ("externalDealId", "external_deal_id")
 PIPELINE_ID_NAMES = ("pipelineId", "pipeline_id")
 
-# Close to class-validator's isEmail: one @, no spaces, a dotted domain with a real TLD.
-_EMAIL = re.compile(
-    r"^[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@"
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?\.)+[A-Za-z]{2,63}$"
-)
-_EPOCH_MS_DIGITS = re.compile(r"^-?\d{10,16}$")
 _UTC = dt.timezone.utc
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=_UTC)
+# A positive epoch timestamp below this, 1973-01-01 in milliseconds, is taken for epoch
+# seconds sent by mistake: as seconds it covers every date from 1970 to the year 4970.
+_SECONDS_LIKE_BELOW = 94_694_400_000
+# Digits of the epoch milliseconds a string may hold (shorter ones are ISO basic dates).
+_EPOCH_DIGITS = range(10, 17)
+
+# Recotap reads every amount as a JavaScript number, a double: what holds no double is
+# refused, and past 15 significant digits (DBL_DIG) a double may round.
+DOUBLE_DIGITS = 15
+_DOUBLE_EXPONENTS = range(-307, 308)  # decimal exponents well inside a double's range
+_FIFTEEN_DIGITS = 10**DOUBLE_DIGITS
+_NUMBER_RULE = "write it with ASCII digits, an optional sign, decimal point and exponent"
 
 
 def pick(record: Mapping[str, Any], names: tuple[str, ...]) -> Any:
@@ -79,34 +87,85 @@ def _require_utf8(text: str, field_name: str) -> None:
 
 
 def to_amount(value: Any, field_name: str = "amount") -> JSONNumber:
-    """A deal amount as a JSON number, exact: integral values become ints."""
+    """A deal amount as a JSON number, exact: integral values become ints.
+
+    Refused: what is not a number, NaN and infinities, numbers no double holds (Recotap would
+    read them as infinite or as 0), and strings other than JSON's number syntax, with an
+    optional ``+``: not ``75,000``, ``1_000``, nor digits of other scripts (Arabic-Indic,
+    full-width).
+    """
     if isinstance(value, bool):
-        raise InvalidRecord("amount must be a number, got a boolean")
+        raise InvalidRecord(f"{field_name} must be a number, got a boolean")
     if isinstance(value, int):
+        if value.bit_length() > 1023:
+            _require_double(value, field_name)
         return value
     if isinstance(value, float):
         if not math.isfinite(value):
-            raise InvalidRecord(f"amount must be a finite number, got {value!r}")
+            raise InvalidRecord(f"{field_name} must be a finite number, got {value!r}")
         return int(value) if value.is_integer() else value
     if isinstance(value, str):
+        text = value.strip()
+        # Decimal() would also read digit group underscores and any script's digits.
+        if not text.isascii() or "_" in text:
+            raise InvalidRecord(f"{field_name} {_clip(value)!r} is not a number: {_NUMBER_RULE}")
         try:
-            value = Decimal(value.strip())
+            value = Decimal(text)
         except InvalidOperation:
-            raise InvalidRecord(f"amount {_clip(value)!r} is not a number") from None
+            raise InvalidRecord(
+                f"{field_name} {_clip(value)!r} is not a number: {_NUMBER_RULE}"
+            ) from None
     if isinstance(value, Decimal):
         if not value.is_finite():
-            raise InvalidRecord(f"amount must be a finite number, got {value}")
+            raise InvalidRecord(f"{field_name} must be a finite number, got {value}")
+        if value.adjusted() not in _DOUBLE_EXPONENTS:
+            _require_double(value, field_name)
         if value == value.to_integral_value():
             return int(value)
         return value
-    raise InvalidRecord(f"amount must be a number, got {_describe(value)}")
+    raise InvalidRecord(f"{field_name} must be a number, got {_describe(value)}")
+
+
+def _require_double(value: int | Decimal, field_name: str) -> None:
+    """Refuse a number that Recotap, reading it as a double, would take for infinite or 0."""
+    try:
+        double = float(value)  # rounds to the nearest double, as JavaScript reads a number
+    except OverflowError:  # an int past the largest double
+        double = math.inf
+    if math.isinf(double):
+        raise InvalidRecord(
+            f"{field_name} {Decimal(value):.3E} is beyond the largest number Recotap can hold "
+            f"({sys.float_info.max:.3E})"
+        )
+    if double == 0 and value != 0:
+        raise InvalidRecord(
+            f"{field_name} {Decimal(value):.3E} is nearer 0 than any number Recotap can hold "
+            "(it would store 0)"
+        )
+
+
+def imprecise_amount(amount: JSONNumber) -> bool:
+    """Whether ``amount`` has more than 15 significant digits: the double Recotap stores
+    may then be another number (it keeps 15 to 17 digits)."""
+    if type(amount) is int:
+        if -_FIFTEEN_DIGITS < amount < _FIFTEEN_DIGITS:
+            return False
+    elif type(amount) is Decimal:
+        if len(str(amount)) <= DOUBLE_DIGITS:  # str() writes every digit: a cheap bound
+            return False
+    else:
+        return False  # a float is a double already
+    mantissa = f"{Decimal(amount):E}".partition("E")[0]
+    return len(mantissa.lstrip("-").replace(".", "").rstrip("0")) > DOUBLE_DIGITS
 
 
 def to_utc_timestamp(value: Any, field_name: str) -> str:
     """A date as ISO 8601 UTC with a ``Z``: ``2026-01-15T00:00:00Z``.
 
-    Accepts date-time strings with any offset (no offset means UTC), date-only strings
-    (midnight UTC), ``datetime``/``date`` objects and epoch milliseconds.
+    Accepts date-time strings with any offset (no offset means UTC; ``T24:00`` is the next
+    day's midnight), date-only strings (midnight UTC), ``datetime``/``date`` objects and epoch
+    milliseconds, as a number or a string of 10 to 16 ASCII digits. A positive number before
+    1973 as milliseconds is refused as epoch seconds.
     """
     if isinstance(value, bool):
         raise InvalidRecord(f"{field_name} must be a date, got a boolean")
@@ -115,7 +174,7 @@ def to_utc_timestamp(value: Any, field_name: str) -> str:
     elif isinstance(value, dt.date):
         moment = dt.datetime(value.year, value.month, value.day)
     elif isinstance(value, (int, float, Decimal)):
-        moment = _from_epoch_ms(value, field_name)
+        moment = _from_epoch_ms(value, field_name, str(value))
     elif isinstance(value, str):
         moment = _parse_date_text(value.strip(), field_name)
     else:
@@ -138,29 +197,58 @@ def format_utc(moment: dt.datetime) -> str:
 
 
 def _parse_date_text(text: str, field_name: str) -> dt.datetime:
-    if _EPOCH_MS_DIGITS.match(text):
-        return _from_epoch_ms(int(text), field_name)
+    digits = text[1:] if text[:1] == "-" else text
+    if len(digits) in _EPOCH_DIGITS and digits.isdigit() and digits.isascii():
+        return _from_epoch_ms(int(text), field_name, repr(text))
     iso = text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text
     try:
         if len(iso) == 10:
             return dt.datetime.combine(dt.date.fromisoformat(iso), dt.time())
         return datetime_fromisoformat(iso.replace(" ", "T", 1))
     except ValueError:
-        raise InvalidRecord(f"{field_name} {_clip(text)!r} is not an ISO 8601 date") from None
+        moment = _end_of_day(iso)
+        if moment is None:
+            raise InvalidRecord(f"{field_name} {_clip(text)!r} is not an ISO 8601 date") from None
+        return moment
 
 
-def _from_epoch_ms(value: float | Decimal, field_name: str) -> dt.datetime:
+def _end_of_day(iso: str) -> dt.datetime | None:
+    """``2026-01-15T24:00:00``, ISO 8601's end of a day (which Recotap takes), is midnight of
+    the 16th; None for anything else. Tried only on what fromisoformat refused."""
+    if iso[10:13] not in ("T24", " 24"):
+        return None
     try:
-        seconds = Decimal(value) / 1000
-        epoch = dt.datetime(1970, 1, 1, tzinfo=dt.timezone.utc)
-        return epoch + dt.timedelta(seconds=float(seconds))
+        start = datetime_fromisoformat(f"{iso[:10]}T00{iso[13:]}")
+        return start + dt.timedelta(days=1) if start.time() == dt.time() else None
+    except (ValueError, OverflowError):
+        return None
+
+
+def _from_epoch_ms(value: float | Decimal, field_name: str, shown: str) -> dt.datetime:
+    """The moment ``value`` milliseconds after the epoch, computed exactly (no float)."""
+    try:
+        if type(value) is int:
+            moment = _EPOCH + dt.timedelta(milliseconds=value)
+        else:
+            moment = _EPOCH + dt.timedelta(microseconds=int(Decimal(value).scaleb(3)))
     except (OverflowError, ValueError, InvalidOperation):
-        raise InvalidRecord(f"{field_name} {value!r} is not epoch milliseconds") from None
+        raise InvalidRecord(f"{field_name} {shown} is not epoch milliseconds") from None
+    if 0 < value < _SECONDS_LIKE_BELOW:
+        as_seconds = _EPOCH + dt.timedelta(microseconds=int(Decimal(value).scaleb(6)))
+        raise InvalidRecord(
+            f"{field_name} {shown} looks like epoch seconds ({format_utc(as_seconds)}), but "
+            f"epoch times are read as milliseconds ({format_utc(moment)}): multiply it by "
+            "1000, e.g. in a stream map"
+        )
+    return moment
 
 
-def valid_email(text: str) -> bool:
-    """Whether Recotap would take ``text`` as an owner email."""
-    return len(text) <= 254 and bool(_EMAIL.match(text))
+def to_email(value: Any, field_name: str) -> str:
+    """An email without surrounding white space, if Recotap takes it (see ``emails``)."""
+    text = to_text(value, field_name).strip()
+    if not is_email(text):
+        raise InvalidRecord(f"{field_name} {_clip(text)!r} is not a valid email")
+    return text
 
 
 def deal_body(record: Mapping[str, Any]) -> dict[str, Any]:
@@ -169,8 +257,6 @@ def deal_body(record: Mapping[str, Any]) -> dict[str, Any]:
     for name in REQUIRED_DEAL_FIELDS:
         if name not in body:
             raise InvalidRecord(f"{name} is missing or empty")
-    if "ownerEmail" in body and not valid_email(body["ownerEmail"]):
-        raise InvalidRecord(f"ownerEmail {_clip(body['ownerEmail'])!r} is not a valid email")
     # Flat account fields (what a stream map can build: a map cannot make a list of objects)
     # become one more associated account.
     account = {name: body.pop(flat) for flat, name in FLAT_ACCOUNT_FIELDS.items() if flat in body}
@@ -182,13 +268,18 @@ def deal_body(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def associated_accounts(value: Any, field_name: str = "associatedAccounts") -> list[dict[str, str]]:
-    """Accounts linked to a deal; an account with no usable field is dropped."""
+    """Accounts linked to a deal; a null entry, like an account with no usable field, is
+    dropped."""
     if not isinstance(value, list):
         raise InvalidRecord(f"{field_name} must be a list, got {_describe(value)}")
     accounts = []
     for position, item in enumerate(value):
+        if item is None:
+            continue
         if not isinstance(item, Mapping):
-            raise InvalidRecord(f"{field_name}[{position}] must be an object")
+            raise InvalidRecord(
+                f"{field_name}[{position}] must be an object, got {_describe(item)}"
+            )
         account = convert_fields(item, ACCOUNT_FIELDS, f"{field_name}[{position}].")
         if account:
             accounts.append(account)
@@ -211,8 +302,9 @@ def field_table(fields: dict[str, tuple[Converter, tuple[str, ...]]]) -> FieldTa
 def convert_fields(item: Mapping[str, Any], table: FieldTable, prefix: str = "") -> dict[str, Any]:
     """The fields of ``item`` that ``table`` knows, present (not None, not blank), converted.
 
-    Recotap's own name wins over a twin. Any other field is left out. One pass over the item:
-    this runs for every record.
+    Recotap's own name, when present, wins over its twin, which is then not read at all; a
+    reason names the field as the item spells it. Any other field is left out. One pass over
+    the item: this runs for every record.
     """
     out: dict[str, Any] = {}
     for key, value in item.items():
@@ -224,12 +316,12 @@ def convert_fields(item: Mapping[str, Any], table: FieldTable, prefix: str = "")
         ):
             continue
         name, convert = known
-        if key != name and name in out:
+        if key != name and pick(item, (name,)) is not None:
             continue
         if convert is to_text and type(value) is str and value.isascii():
             out[name] = value
         else:
-            out[name] = convert(value, prefix + name)
+            out[name] = convert(value, prefix + key)
     return out
 
 
@@ -245,7 +337,7 @@ DEAL_FIELDS = field_table(
         "startDate": (to_utc_timestamp, ("start_date",)),
         "closedDate": (to_utc_timestamp, ("closed_date",)),
         "ownerName": (to_text, ("owner_name",)),
-        "ownerEmail": (to_text, ("owner_email",)),
+        "ownerEmail": (to_email, ("owner_email",)),
         "ownerId": (to_text, ("owner_id",)),
         "dealCurrencyCode": (to_text, ("deal_currency_code",)),
         "associatedAccounts": (associated_accounts, ("associated_accounts",)),

@@ -13,6 +13,7 @@ from target_recotap.client import conflicting_pipeline_ids
 from target_recotap.normalize import (
     InvalidRecord,
     deal_body,
+    imprecise_amount,
     pipeline_part,
     to_amount,
     to_utc_timestamp,
@@ -146,6 +147,61 @@ def test_amount_that_is_not_a_number_is_refused(value):
 
 
 @pytest.mark.parametrize(
+    ("value", "reason"),
+    [
+        ("1_000", "amount '1_000' is not a number: write it with ASCII digits"),
+        ("75,000", "amount '75,000' is not a number: write it with ASCII digits"),
+        ("\u0661\u0662\u0663", "amount '\u0661\u0662\u0663' is not a number"),  # Arabic-Indic
+        ("\uff11\uff12\uff13", "amount '\uff11\uff12\uff13' is not a number"),  # full-width
+        ("$5", "amount '$5' is not a number"),
+        (Decimal("1E400"), "amount 1.000E+400 is beyond the largest number Recotap can hold"),
+        ("-1e400", "amount -1.000E+400 is beyond the largest number Recotap can hold"),
+        (10**400, "amount 1.000E+400 is beyond the largest number Recotap can hold (1.798E+308)"),
+        (Decimal("1E-400"), "amount 1.000E-400 is nearer 0 than any number Recotap can hold"),
+    ],
+)
+def test_amount_only_in_json_number_syntax_and_a_double_range(value, reason):
+    with pytest.raises(InvalidRecord) as refused:
+        to_amount(value)
+    assert str(refused.value).startswith(reason)
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("+5", 5),
+        ("1e3", 1000),
+        (".5", Decimal("0.5")),
+        ("-0", 0),
+        (Decimal("0E-500"), 0),
+        (Decimal("1.7976931348623157E308"), int(Decimal("1.7976931348623157E308"))),
+        (2**1024 - 2**970 - 1, 2**1024 - 2**970 - 1),  # a double reads it as the largest one
+    ],
+)
+def test_amount_within_a_double_and_in_number_syntax_is_kept(value, expected):
+    assert to_amount(value) == expected
+
+
+@pytest.mark.parametrize(
+    ("amount", "imprecise"),
+    [
+        (75000, False),
+        (10**15 - 1, False),
+        (10**15 + 1, True),  # 16 significant digits
+        (10**20, False),  # one significant digit
+        (Decimal("146258.9"), False),
+        (Decimal("0.1000000000000000"), False),  # trailing zeros are not significant
+        (Decimal("12345678901.2345"), False),
+        (Decimal("1234567890.123456"), True),
+        (Decimal("-0.0000001234567890123456"), True),
+        (0.1, False),  # a float is a double already
+    ],
+)
+def test_imprecise_amounts_have_more_than_15_significant_digits(amount, imprecise):
+    assert imprecise_amount(amount) is imprecise
+
+
+@pytest.mark.parametrize(
     ("value", "expected"),
     [
         ("2026-01-15T00:00:00Z", "2026-01-15T00:00:00Z"),
@@ -161,13 +217,60 @@ def test_amount_that_is_not_a_number_is_refused(value):
         (dt.date(2026, 1, 15), "2026-01-15T00:00:00Z"),
         (1768435200000, "2026-01-15T00:00:00Z"),
         ("1768435200000", "2026-01-15T00:00:00Z"),
+        (Decimal("1768435200000.5"), "2026-01-15T00:00:00.000Z"),
+        (0, "1970-01-01T00:00:00Z"),  # the same instant in any unit
+        (-86400000, "1969-12-31T00:00:00Z"),
+        # Far from today, exact to the millisecond (a float of seconds was 1 ms off).
+        (9000000000001, "2255-03-14T16:00:00.001Z"),
+        (-9000000000999, "1684-10-19T07:59:59.001Z"),
+        (253402300799999, "9999-12-31T23:59:59.999Z"),
+        ("2026-01-15T24:00:00Z", "2026-01-16T00:00:00Z"),
+        ("2026-12-31 24:00", "2027-01-01T00:00:00Z"),
+        ("2026-01-15T24:00:00.000+05:30", "2026-01-15T18:30:00Z"),
+        ("2026-01-15 09:30:00", "2026-01-15T09:30:00Z"),  # no offset: UTC
     ],
 )
 def test_dates_become_iso_utc(value, expected):
     assert to_utc_timestamp(value, "startDate") == expected
 
 
-@pytest.mark.parametrize("value", ["next tuesday", "2026-13-01", "", "15/01/2026", True, {}])
+@pytest.mark.parametrize(
+    ("value", "shown", "as_seconds", "as_milliseconds"),
+    [
+        (1768435200, "1768435200", "2026-01-15T00:00:00Z", "1970-01-21T11:13:55.200Z"),
+        ("1768435200", "'1768435200'", "2026-01-15T00:00:00Z", "1970-01-21T11:13:55.200Z"),
+        (
+            Decimal("1768435200.25"),
+            "1768435200.25",
+            "2026-01-15T00:00:00.250Z",
+            "1970-01-21T11:13:55.200Z",
+        ),
+        (94694399999, "94694399999", "4970-09-29T23:59:59Z", "1972-12-31T23:59:59.999Z"),
+    ],
+)
+def test_epoch_seconds_are_refused_saying_so(value, shown, as_seconds, as_milliseconds):
+    with pytest.raises(InvalidRecord) as refused:
+        to_utc_timestamp(value, "startDate")
+    assert str(refused.value) == (
+        f"startDate {shown} looks like epoch seconds ({as_seconds}), but epoch times are read "
+        f"as milliseconds ({as_milliseconds}): multiply it by 1000, e.g. in a stream map"
+    )
+    assert to_utc_timestamp(94694400000, "startDate") == "1973-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "next tuesday",
+        "2026-13-01",
+        "",
+        "15/01/2026",
+        True,
+        {},
+        "2026-01-15T24:00:01Z",  # only 24:00 itself is the end of the day
+        "١٧٦٨٤٣٥٢٠٠٠٠٠",  # 1768435200000 in Arabic-Indic digits: only ASCII digits are read
+    ],
+)
 def test_unparseable_dates_are_refused(value):
     with pytest.raises(InvalidRecord, match="startDate"):
         to_utc_timestamp(value, "startDate")
@@ -188,6 +291,70 @@ def test_unparseable_dates_are_refused(value):
 def test_records_the_api_would_refuse_are_invalid(record, reason):
     with pytest.raises(InvalidRecord, match=reason):
         deal_body(record)
+
+
+@pytest.mark.parametrize(
+    "record",
+    [
+        {"start_date": "bad", "startDate": "2026-02-02"},
+        {"startDate": "2026-02-02", "start_date": "bad"},
+        {"startDate": "2026-02-02", "start_date": {"not": "read"}},
+        {"associated_accounts": "bad", "associatedAccounts": [], "startDate": "2026-02-02"},
+    ],
+)
+def test_recotap_name_wins_and_its_twin_is_not_read(record):
+    body = deal_body({"externalDealId": "d", "name": "N", **record})
+    assert body == {"externalDealId": "d", "name": "N", "startDate": "2026-02-02T00:00:00Z"}
+
+
+def test_a_twin_is_read_when_recotap_name_is_empty():
+    body = deal_body({"externalDealId": "d", "name": "N", "startDate": " ", "start_date": 0})
+    assert body["startDate"] == "1970-01-01T00:00:00Z"
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        ({"start_date": "bad"}, "start_date 'bad' is not an ISO 8601 date"),
+        ({"startDate": None, "start_date": "bad"}, "start_date 'bad' is not an ISO 8601 date"),
+        ({"owner_email": "nope"}, "owner_email 'nope' is not a valid email"),
+        ({"associated_accounts": [{"external_id": True}]}, "associated_accounts[0].external_id"),
+    ],
+)
+def test_a_reason_names_the_field_as_the_record_spells_it(record, reason):
+    with pytest.raises(InvalidRecord) as refused:
+        deal_body({"externalDealId": "d", "name": "N", **record})
+    assert str(refused.value).startswith(reason)
+
+
+@pytest.mark.parametrize(
+    ("written", "sent"),
+    [
+        (" jane@example.com ", "jane@example.com"),
+        ("jane@example.com\n", "jane@example.com"),
+        ("jane@例え.jp", "jane@例え.jp"),
+        ("jané@example.com", "jané@example.com"),
+        ('"jane doe"@example.com', '"jane doe"@example.com'),
+    ],
+)
+def test_owner_email_is_stripped_and_judged_as_recotap_does(written, sent):
+    body = deal_body({"externalDealId": "d", "name": "N", "ownerEmail": written})
+    assert body["ownerEmail"] == sent
+
+
+def test_null_and_empty_accounts_are_dropped_alike():
+    body = deal_body(
+        {
+            "externalDealId": "d",
+            "name": "N",
+            "associatedAccounts": [None, {"domain": "a.com"}, {}, {"name": None}],
+        }
+    )
+    assert body["associatedAccounts"] == [{"domain": "a.com"}]
+    only_nulls = {"externalDealId": "d", "name": "N", "associatedAccounts": [None, None]}
+    assert "associatedAccounts" not in deal_body(only_nulls)
+    with pytest.raises(InvalidRecord, match=r"associatedAccounts\[1\] must be an object, got str"):
+        deal_body({"externalDealId": "d", "name": "N", "associatedAccounts": [None, "a.com"]})
 
 
 def test_pipeline_record_with_labels_at_both_levels():

@@ -20,6 +20,7 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
+from target_recotap.emails import is_email
 from target_recotap.emulator.faults import FaultInjector, Faults
 from target_recotap.emulator.store import EmulatorStore, utc_timestamp
 
@@ -113,33 +114,6 @@ _ISO8601 = re.compile(
 def is_iso8601(value: Any) -> bool:
     """True for strings validator.js accepts as ISO 8601 (dates, week dates, date-times)."""
     return isinstance(value, str) and _ISO8601.fullmatch(value) is not None
-
-
-# After validator.js isEmail defaults: UTF-8 local part allowed, a TLD is required.
-_LOCAL_PART = re.compile(
-    r"[a-z\d!#$%&'*+\-/=?^_`{|}~\u00a0-\ud7ff\uf900-\ufdcf\ufdf0-\uffef]+"
-    r"(\.[a-z\d!#$%&'*+\-/=?^_`{|}~\u00a0-\ud7ff\uf900-\ufdcf\ufdf0-\uffef]+)*",
-    re.IGNORECASE,
-)
-_DOMAIN_LABEL = re.compile(r"(?!-)[a-z\d\u00a1-\uffff-]{1,63}(?<!-)", re.IGNORECASE)
-_TLD = re.compile(
-    r"[a-z\u00a1-\u00a8\u00aa-\ud7ff\uf900-\ufdcf\ufdf0-\uffef]{2,}|xn[a-z\d-]{2,}", re.IGNORECASE
-)
-
-
-def is_email(value: Any) -> bool:
-    """True for a plausible address: local@domain.tld, as validator.js isEmail judges it."""
-    if not isinstance(value, str) or len(value) > 254 or value.count("@") != 1:
-        return False
-    local, domain = value.split("@")
-    labels = domain.split(".")
-    return (
-        len(local) <= 64
-        and _LOCAL_PART.fullmatch(local) is not None
-        and len(labels) >= 2
-        and all(_DOMAIN_LABEL.fullmatch(label) for label in labels)
-        and _TLD.fullmatch(labels[-1]) is not None
-    )
 
 
 IS_STRING = Constraint("isString", lambda v: isinstance(v, str), "{property} must be a string")

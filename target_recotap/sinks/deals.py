@@ -7,7 +7,13 @@ from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeGuard
 
-from target_recotap.normalize import DEAL_ID_NAMES, deal_body
+from target_recotap.normalize import (
+    DEAL_ID_NAMES,
+    DOUBLE_DIGITS,
+    JSONNumber,
+    deal_body,
+    imprecise_amount,
+)
 from target_recotap.settings import DEALS_PER_REQUEST
 from target_recotap.sinks.base import Item, RecotapSink
 
@@ -43,6 +49,7 @@ class DealsSink(RecotapSink):
         super().__init__(*args, **kwargs)
         self._pending: dict[str, DealItem] = {}
         self._held: set[str] = set()  # buffered deals whose earlier version was in flight
+        self._warned_imprecise = False  # one warning a run is enough to explain them all
 
     @cached_property  # asked for every record; the setting cannot change during a run
     def max_size(self) -> int:
@@ -61,6 +68,8 @@ class DealsSink(RecotapSink):
     def add(self, record: dict[str, Any], received: Received) -> None:
         body = deal_body(record)
         key = body["externalDealId"]
+        if not self._warned_imprecise and "amount" in body and imprecise_amount(body["amount"]):
+            self._warn_imprecise(key, body["amount"])
         item = self._pending.get(key)
         if item is None:
             self._pending[key] = DealItem(key, body, [received], received.position, [body])
@@ -75,6 +84,18 @@ class DealsSink(RecotapSink):
         if self.target.dispatcher.is_busy(key):
             self._held.add(key)
         self.note_buffered(received)
+
+    def _warn_imprecise(self, key: str, amount: JSONNumber) -> None:
+        self._warned_imprecise = True
+        self.logger.warning(
+            "Deal %r: amount %s has more than %d significant digits; Recotap stores amounts as "
+            "doubles, so it will hold %r. It is sent as read; other amounts like it in this run "
+            "get no further warning",
+            key,
+            amount,
+            DOUBLE_DIGITS,
+            float(amount),
+        )
 
     def process_batch(self, context: dict) -> None:
         """Send the buffered deals, except those with an earlier version still in flight.
