@@ -18,12 +18,19 @@ class Checkpoints:
         self._write = write
         self._waiting: list[tuple[int, dict[str, Any]]] = []
         self.last_written: dict[str, Any] | None = None
+        self._stopped = False
+
+    def stop(self) -> None:
+        """Write nothing more: the run is stopping, and has said which STATE it last wrote."""
+        self._stopped = True
 
     def received(self, state: dict[str, Any], after_record: int) -> None:
         self._waiting.append((after_record, state))
 
     def advance(self, first_unsettled: int | None) -> None:
         """Write the newest waiting STATE that ``first_unsettled`` (None: all settled) allows."""
+        if self._stopped:
+            return
         safe = [
             entry
             for entry in self._waiting

@@ -38,17 +38,32 @@ _KEY = json.JSONDecoder()  # raw_decode reads a member's key, the JSON string it
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
+@dataclass(frozen=True)
+class MovedAside:
+    """The dead letter, renamed because the run reads it: from ``original`` to ``moved``."""
+
+    original: Path
+    moved: Path
+
+    def put_back(self) -> None:
+        """``moved`` is the dead letter again, in place of what the run wrote to it (every
+        record of which ``moved`` holds too, since the run read nothing else)."""
+        os.replace(self.moved, self.original)
+
+
 class DeadLetterUnwritable(Exception):
     """The dead letter cannot be written: the run stops, so that no rejection goes unrecorded."""
 
 
 @dataclass(slots=True)
 class Received:
-    """A RECORD message as read, its place in the input (1 for the first record), its line."""
+    """A RECORD message as read: its place among the records (1 for the first), the message,
+    and the input line it came on, with that line's number (what a person can find)."""
 
     position: int
     message: dict[str, Any]
     line: str
+    line_number: int
 
 
 def record_label(
@@ -69,7 +84,7 @@ def record_label(
         and all(record.get(key) is not None for key in key_properties)
     ):
         return ", ".join(f"{key}={str(record[key])[:100]!r}" for key in key_properties)
-    return f"#{received.position} of the input"
+    return f"on input line {received.line_number}"
 
 
 class RejectLog:
@@ -83,8 +98,8 @@ class RejectLog:
         self._schemas_written: set[str] = set()
         self._lock = threading.Lock()
 
-    def move_aside_if_read(self, source: IO[str]) -> Path | None:
-        """If ``source`` is the dead letter itself, rename the file and return its new path.
+    def move_aside_if_read(self, source: IO[str]) -> MovedAside | None:
+        """If ``source`` is the dead letter itself, rename the file and say where it went.
 
         The open input goes on reading the renamed file, so the run replays exactly what it
         held; the run's own rejections go to a new file at ``path``. Files are compared by
@@ -113,7 +128,7 @@ class RejectLog:
                 f"dead_letter_path {str(self.path)!r} is also this run's input, and it cannot "
                 f"be moved aside to {moved.name!r} ({exc.strerror}): replay a copy of it instead"
             ) from None
-        return moved
+        return MovedAside(real, moved)
 
     @property
     def total(self) -> int:
@@ -158,8 +173,8 @@ class RejectLog:
                 dead_letter.write("\n".join(lines) + "\n")
         except OSError as exc:
             raise DeadLetterUnwritable(
-                f"the dead letter {str(path)!r} cannot be written ({exc.strerror}); the run "
-                "stopped so that no rejection is lost"
+                f"the dead letter {str(path)!r} cannot be written ({exc.strerror}), and no "
+                "rejection may go unrecorded: free space or change dead_letter_path"
             ) from None
 
 

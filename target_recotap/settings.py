@@ -118,6 +118,20 @@ CONFIG_SCHEMA = th.PropertiesList(
 ).to_dict()
 
 
+SECRET_SETTINGS = tuple(
+    name for name, schema in CONFIG_SCHEMA["properties"].items() if schema.get("secret")
+)
+
+
+def without_secret_values(problem: str) -> str:
+    """A settings problem as the SDK words it, unless it is about a secret setting: the SDK's
+    message quotes the value (``987654321 is not of type 'string' in config['api_key']``)."""
+    for name in SECRET_SETTINGS:
+        if f"config['{name}']" in problem:
+            return f"{name} must be a non-empty string (its value is not shown)"
+    return problem
+
+
 def is_loopback(host: str) -> bool:
     """Whether ``host`` names this machine (so plain http cannot leak the key)."""
     if host.lower() == "localhost":

@@ -40,7 +40,7 @@ from target_recotap.dry_run import DryRunClient
 from target_recotap.flow import Dispatcher, Throttle
 from target_recotap.progress import ProgressLog
 from target_recotap.reader import LineCountingReader
-from target_recotap.rejects import DeadLetterUnwritable, Received, RejectLog
+from target_recotap.rejects import DeadLetterUnwritable, MovedAside, Received, RejectLog
 from target_recotap.settings import (
     CONFIG_SCHEMA,
     DEFAULT_API_URL,
@@ -48,6 +48,7 @@ from target_recotap.settings import (
     DEFAULT_PROGRESS_INTERVAL,
     config_file_problem,
     config_problems,
+    without_secret_values,
 )
 from target_recotap.sinks import (
     DealsSink,
@@ -56,6 +57,7 @@ from target_recotap.sinks import (
     SkippedStreamSink,
     StreamStats,
 )
+from target_recotap.wording import plural
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -106,7 +108,10 @@ class TargetRecotap(Target):
             self.client = self._make_client()
         except ProxyUnusable as exc:
             raise ConfigValidationError("Proxy unusable", errors=[str(exc)]) from None
-        self.rejects = RejectLog(self.logger, self.config.get("dead_letter_path"))
+        # A dry run keeps no dead letter: what it rejects was never sent, and a dry run of a
+        # replay would otherwise append to the file it reads.
+        dead_letter = None if self.config.get("dry_run") else self.config.get("dead_letter_path")
+        self.rejects = RejectLog(self.logger, dead_letter)
         self.checkpoints = Checkpoints(self._write_state_message)
         self.stream_stats: defaultdict[str, StreamStats] = defaultdict(StreamStats)
         self.progress = ProgressLog(
@@ -118,7 +123,9 @@ class TargetRecotap(Target):
         )
         self._records_read = 0
         self._checkpoint_lock = threading.Lock()
-        self.input_finished = False
+        # input_finished: no more records will come (at the end, or at a bad line), so all
+        # that is buffered goes; input_complete: the input was read to its end.
+        self.input_finished = self.input_complete = False
 
     def _prepare_output_files(self) -> list[str]:
         """Create the folders of the files this run writes; say which cannot be written."""
@@ -204,7 +211,8 @@ class TargetRecotap(Target):
         if type(raw) is not dict:
             raise InvalidInputLine("the RECORD message's 'record' is not a JSON object")
         self._records_read += 1
-        received = Received(self._records_read, message_dict, self.message_reader.line)
+        reader = self.message_reader
+        received = Received(self._records_read, message_dict, reader.line, reader.line_number)
         stream_name = message_dict["stream"]
         if stream_name not in self.mapper.stream_maps:
             self._assert_sink_exists(stream_name)
@@ -256,7 +264,7 @@ class TargetRecotap(Target):
             self.checkpoints.advance(min(positions, default=None))
 
     def process_endofpipe(self) -> None:
-        self.input_finished = True
+        self.input_finished = self.input_complete = True
         super().process_endofpipe()
         self._settle()
 
@@ -277,39 +285,71 @@ class TargetRecotap(Target):
         sys.setswitchinterval(0.0002)
         self._started = time.monotonic()
         self.progress.start()
+        moved = None
         try:
-            self._move_dead_letter_aside_if_read(file_input or self.message_reader.default_input)
-            return self._run(file_input)
+            moved = self._move_dead_letter_aside_if_read(
+                file_input or self.message_reader.default_input
+            )
+            code = self._run(file_input)
         except (RecotapError, DeadLetterUnwritable) as exc:
             self.client.stop()  # requests still in flight give up their retries
-            self.logger.error("Stopped: %s. %s", exc, self._where_to_resume())
-            return EXIT_FAILED
+            self.logger.error("Stopped: %s. %s", exc, self._stop_checkpoints())
+            code = EXIT_FAILED
         except RunInterrupted as exc:
             self.logger.error(
                 "Stopped by %s: records not yet confirmed were not checkpointed. %s",
                 exc,
-                self._where_to_resume(),
+                self._stop_checkpoints(),
             )
-            return EXIT_FAILED
+            code = EXIT_FAILED
         finally:
             self.progress.stop()
             self.dispatcher.close()
             self.client.close()
-            self._log_request_metrics()
-            self._log_summary()
+        if moved is not None and code == EXIT_FAILED:
+            self._put_dead_letter_back(moved)
+        self._log_request_metrics()
+        self._log_summary()
+        return code
 
-    def _move_dead_letter_aside_if_read(self, source: IO[str]) -> None:
+    def _move_dead_letter_aside_if_read(self, source: IO[str]) -> MovedAside | None:
         moved = self.rejects.move_aside_if_read(source)
         if moved is not None:
             self.logger.info(
                 "The input is the dead letter %s: it was moved to %s, which this run replays; "
                 "records rejected again go to a new %s",
                 self.rejects.path,
-                moved,
+                moved.moved,
                 self.rejects.path,
             )
+        return moved
 
-    def _where_to_resume(self) -> str:
+    def _put_dead_letter_back(self, moved: MovedAside) -> None:
+        """A replay that stopped early: the dead letter goes back to what it held before it.
+
+        Every record this run rejected came from that file, so nothing is lost; the records it
+        did deliver are delivered again by the next replay, which is harmless (upserts, 409s).
+        """
+        try:
+            moved.put_back()
+        except OSError as exc:
+            self.logger.error(
+                "The replay stopped early, and %s could not be moved back to %s (%s): replay %s",
+                moved.moved,
+                moved.original,
+                exc.strerror,
+                moved.moved,
+            )
+            return
+        self.logger.info(
+            "The replay stopped early: %s holds again what it held before it, to replay again",
+            self.rejects.path,
+        )
+
+    def _stop_checkpoints(self) -> str:
+        """Write no further STATE (requests may still land), and say where a rerun resumes."""
+        with self._checkpoint_lock:
+            self.checkpoints.stop()
         if self.checkpoints.last_written is not None:
             return "Run again to continue from the last STATE written"
         return "No STATE was written: a rerun starts where this run started"
@@ -318,9 +358,9 @@ class TargetRecotap(Target):
         try:
             self.listen(file_input)
         except (*INPUT_ERRORS, InputError) as exc:
-            reader = self.message_reader
-            line = reader.line_number if isinstance(reader, LineCountingReader) else 0
-            self.logger.error("Input line %d: %s", line, _first_sentence(exc))
+            self.logger.error(
+                "Input line %d: %s", self.message_reader.line_number, _first_sentence(exc)
+            )
             # What was read before the bad line is still delivered and checkpointed.
             self.input_finished = True
             self.drain_all()
@@ -328,11 +368,12 @@ class TargetRecotap(Target):
             return EXIT_FAILED
         limit = int(self.config.get("max_rejected_records", 0))
         if self.rejects.total > limit:
-            where = (
-                f"they are in {self.rejects.path}"
-                if self.rejects.path
-                else "set dead_letter_path to keep them"
-            )
+            if self.rejects.path:
+                where = f"they are in {self.rejects.path}"
+            elif self.config.get("dry_run"):
+                where = "a dry run writes no dead letter: the warnings above name them"
+            else:
+                where = "set dead_letter_path to keep them"
             self.logger.error(
                 "Rejected records: %d, more than max_rejected_records (%d); %s.",
                 self.rejects.total,
@@ -386,7 +427,7 @@ class TargetRecotap(Target):
                     stream,
                     stats.received,
                     stats.sent,
-                    _plural(calls.requests, "request"),
+                    plural(calls.requests, "request"),
                     stats.rejected,
                     stats.merged,
                 )
@@ -411,7 +452,7 @@ class TargetRecotap(Target):
             bodies = sum(calls.requests for calls in self.client.stats.values())
             self.logger.info(
                 "Dry run: %s written to %s; nothing was sent to Recotap, and no STATE was written",
-                _plural(bodies, "request body", "request bodies"),
+                plural(bodies, "request body", "request bodies"),
                 self.client.path.absolute(),
             )
         self.logger.info("Run took %.1f s", time.monotonic() - self._started)
@@ -444,7 +485,8 @@ class TargetRecotap(Target):
             target = cls(config=config.config, parse_env_config=config.parse_env)
         except ConfigValidationError as exc:
             # The SDK would log each problem, then "Config validation failed": one line says it.
-            cls.logger.error("Settings: %s", "; ".join(exc.errors) or exc)
+            problems = [without_secret_values(problem) for problem in exc.errors]
+            cls.logger.error("Settings: %s", "; ".join(problems) or exc)
             sys.exit(EXIT_FAILED)
         # What exists now (modules, the SDK's classes, settings) lives until exit. Frozen, the
         # collector stops walking it on every full pass, and exit skips it: about 0.1 s less.
@@ -456,10 +498,6 @@ def _why(exc: Exception) -> str:
     """What went wrong in a stream map expression: the SDK wraps simpleeval's own words."""
     cause = exc.__cause__ if isinstance(exc, MapExpressionError) and exc.__cause__ else exc
     return str(cause) or type(cause).__name__
-
-
-def _plural(count: int, one: str, many: str | None = None) -> str:
-    return f"{count} {one if count == 1 else many or one + 's'}"
 
 
 def _first_sentence(exc: Exception) -> str:

@@ -111,3 +111,15 @@ def test_state_after_a_pipeline_waits_for_the_end_of_the_stream(emulator):
     assert "p1" not in written["after deal 1"]
     assert len(written["after deal 1"]) == 100
     assert "p1" in written.get("after pipeline", written["end"])
+
+
+def test_a_stopped_run_writes_no_state_after_its_stop_line():
+    # The stop line says which STATE was written last; a request landing after it must not
+    # make that untrue.
+    written = []
+    checkpoints = Checkpoints(written.append)
+    checkpoints.received({"s": 1}, after_record=1)
+    checkpoints.stop()
+    checkpoints.advance(first_unsettled=None)
+    assert written == []
+    assert checkpoints.last_written is None

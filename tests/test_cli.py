@@ -348,3 +348,12 @@ def test_requests_that_time_out_count_in_request_seconds(emulator, tmp_path):
     summary = re.search(r"requests 3, retries 2, request-seconds (\d+\.\d)$", run.stderr, re.M)
     assert summary, run.stderr
     assert float(summary.group(1)) >= 0.8  # three attempts of 0.3 s each
+
+
+def test_a_mistyped_api_key_is_not_printed(tmp_path):
+    for key in (987654321, ["sekrit-key-123"]):
+        run = run_cli(["--config", str(write_config(tmp_path, {"api_key": key}))], ["never read"])
+        assert run.returncode == 1
+        assert "api_key must be a non-empty string (its value is not shown)" in run.stderr
+        assert "987654321" not in run.stderr
+        assert "sekrit" not in run.stderr

@@ -8,7 +8,16 @@ import subprocess
 
 import pytest
 import requests
-from support import config_for, pipeline, record, run_cli, run_in_process, schema, write_config
+from support import (
+    config_for,
+    pipeline,
+    record,
+    run_cli,
+    run_in_process,
+    schema,
+    state,
+    write_config,
+)
 
 from target_recotap.rejects import REJECTION_KEY
 from target_recotap.sinks.deal_stages import pipeline_changes
@@ -145,12 +154,12 @@ def test_a_rejected_record_holds_its_whole_pipeline_back(emulator, capsys, tmp_p
     rejected = [json.loads(line) for line in dead_letter.read_text().splitlines()][1:]
     assert {records.index(m["record"]) + 1: m[REJECTION_KEY]["reason"] for m in rejected} == {
         1: "record 'p13': stages[0]: stageLabel is missing or empty",
-        3: "record 'p13': held back with its pipeline, since record #1 of the input was "
+        3: "record 'p13': held back with its pipeline, since the record on input line 2 was "
         "rejected: stages[0]: stageLabel is missing or empty",
-        2: "record 'p14': held back with its pipeline, since record #4 of the input was "
+        2: "record 'p14': held back with its pipeline, since the record on input line 5 was "
         "rejected: stages must be a list, got str",
         4: "record 'p14': stages must be a list, got str",
-        5: "record #5 of the input: pipelineId is missing or empty",
+        5: "record on input line 6: pipelineId is missing or empty",
     }
 
     # The dead letter replays the whole pipeline at once: with its bad record fixed, all of it.
@@ -249,8 +258,10 @@ def test_a_changed_existing_pipeline_is_named_in_one_warning(emulator, tmp_path,
 
     assert second.returncode == 0, second.stderr
     assert [line.split(" | ")[-1] for line in warnings(second.stderr)] == [
-        "Pipeline 'p1' exists in Recotap but differs from the source, and the API cannot "
-        "update it: missing s3 'Closed Won'; relabelled s1 'Prospecting' -> 'Qualifying'"
+        "Pipeline 'p1' in Recotap differs from the source, and the API cannot update it: "
+        "Recotap lacks stage s3 'Closed Won'; stage s1 is 'Prospecting' in Recotap, "
+        "'Qualifying' in the source. Change it in Recotap by hand, or give the source's "
+        "pipeline a new pipelineId"
     ]
     assert emulator.store.pipelines() == {"p1": sales(FIRST_STAGES)}
     assert "skipped as existing 1" in second.stderr
@@ -324,14 +335,50 @@ def test_pipeline_changes_name_what_recotap_has_otherwise():
     }
 
     assert pipeline_changes(source, stored) == [
-        "pipeline label 'Sales' -> 'SMB Sales'",
-        "missing s3 'Closed Won'",
-        "relabelled s2 'Proposal' -> 'Proposal Sent'",
-        "Recotap also has s9 'Lost'",
+        "its label is 'Sales' in Recotap, 'SMB Sales' in the source",
+        "Recotap lacks stage s3 'Closed Won'",
+        "stage s2 is 'Proposal' in Recotap, 'Proposal Sent' in the source",
+        "only Recotap has stage s9 'Lost'",
     ]
     reordered = {**source, "stages": source["stages"][::-1]}
     assert pipeline_changes(source, reordered) == []
     assert pipeline_changes(source, {"pipelineId": "p1", "stages": "?"}) == [
-        "pipeline label None -> 'SMB Sales'",
-        "missing s1 'Prospecting', s2 'Proposal Sent', s3 'Closed Won'",
+        "its label is None in Recotap, 'SMB Sales' in the source",
+        "Recotap lacks stages s1 'Prospecting', s2 'Proposal Sent', s3 'Closed Won'",
     ]
+
+
+def test_a_pipeline_is_not_sent_when_the_input_stops_at_a_bad_line(emulator, tmp_path):
+    stage = {"pipelineId": "p88", "pipelineLabel": "P88"}
+    messages = [
+        schema("deal_stages"),
+        record("deal_stages", {**stage, "stageId": "a", "stageLabel": "A"}),
+        schema("deals", {"type": "object", "properties": {}}),
+        record("deals", {"externalDealId": "d-1", "name": "Deal"}),
+        state({"s": 1}),
+        '{"type": "RECORD", "stream": "deal_stages", "record": {"stageId": "b"',  # cut short
+        record("deal_stages", {**stage, "stageId": "c", "stageLabel": "C"}),
+    ]
+    run = run_cli(["--config", str(write_config(tmp_path, config_for(emulator)))], messages)
+    assert run.returncode == 1
+    assert "Input line 6: not a JSON message" in run.stderr
+    # Created now, p88 could never get the stages on and after the bad line.
+    assert emulator.store.pipelines() == {}
+    assert "1 pipeline not sent: the input stopped before its end" in run.stderr
+    # The deal went; the STATE after it waits for the pipeline record before it.
+    assert set(emulator.store.deals()) == {"d-1"}
+    assert run.stdout.strip() == ""
+
+
+def test_a_rejected_record_holds_back_its_pipeline_however_its_id_is_written(
+    emulator, capsys, caplog
+):
+    records = [
+        {"pipelineId": 77.0, "pipelineLabel": "P77", "stageId": "a"},  # no label: rejected
+        {"pipelineId": 77, "pipelineLabel": "P77", "stageId": "b", "stageLabel": "B"},
+    ]
+    config = config_for(emulator, max_rejected_records=10)
+    outcome = run_in_process(config, pipelines_messages(records), capsys)
+    assert outcome.exit_code == 0
+    assert emulator.store.pipelines() == {}
+    assert "Rejected deal_stages record '77': held back with its pipeline" in caplog.text

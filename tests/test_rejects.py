@@ -284,7 +284,7 @@ def test_a_dead_letter_that_cannot_be_written_stops_the_run_in_one_line(emulator
     stopped = [line for line in run.stderr.splitlines() if "ERROR" in line]
     assert len(stopped) == 1, run.stderr
     assert "the dead letter '/dev/full' cannot be written (No space left on device)" in stopped[0]
-    assert "the run stopped so that no rejection is lost" in stopped[0]
+    assert "no rejection may go unrecorded: free space or change dead_letter_path" in stopped[0]
     # Nothing after the unrecorded rejection is checkpointed.
     assert {"s": 2} not in [json.loads(line) for line in run.stdout.splitlines()]
 
@@ -307,7 +307,7 @@ def test_a_stream_map_that_fails_on_a_record_rejects_that_record(emulator, tmp_p
     run = run_cli(["--config", str(write_config(tmp_path, config))], messages)
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr
-    assert "Rejected deals record #2 of the input: the stream map failed on it: 'id' is not" in (
+    assert "Rejected deals record on input line 3: the stream map failed on it: 'id' is not" in (
         run.stderr
     )
     assert rejected_records(dead_letter) == [{"name": "has no id"}]
@@ -422,3 +422,38 @@ def test_undecodable_input_bytes_are_kept_as_escapes_that_replay_the_same(emulat
 
 def rejected_lines(path: Path) -> list[str]:
     return [line for line in path.read_text().splitlines() if '"RECORD"' in line]
+
+
+def test_a_replay_that_stops_early_puts_the_dead_letter_back(emulator, tmp_path):
+    dead_letter = tmp_path / "rejected.jsonl"
+    config = config_for(emulator, dead_letter_path=str(dead_letter), max_rejected_records=10)
+    bad = [deal(1, ownerEmail="not an email"), deal(2, ownerEmail="nor this")]
+    run_cli(["--config", str(write_config(tmp_path, config))], deals_messages(bad))
+    held = dead_letter.read_text()
+    # The user fixed one record, but the key has since been replaced: the replay stops.
+    dead_letter.write_text(held.replace("nor this", "jane@example.com"))
+    held = dead_letter.read_text()
+    emulator.api_key = "a-new-key"
+    replay = run_cli(["--config", str(write_config(tmp_path, config)), "--input", str(dead_letter)])
+    assert replay.returncode == 1
+    assert "Recotap refused the API key" in replay.stderr
+    assert f"The replay stopped early: {dead_letter} holds again what it held" in replay.stderr
+    # Nothing left behind in a timestamped file: the fixed deal is still to be replayed.
+    assert dead_letter.read_text() == held
+    assert list(tmp_path.glob("rejected.*.jsonl")) == []
+
+
+def test_a_dry_run_keeps_no_dead_letter_and_leaves_the_file_it_reads(emulator, tmp_path):
+    dead_letter = tmp_path / "rejected.jsonl"
+    config = config_for(emulator, dead_letter_path=str(dead_letter), max_rejected_records=10)
+    run_cli(
+        ["--config", str(write_config(tmp_path, config))], deals_messages([deal(1, amount="x")])
+    )
+    held = dead_letter.read_text()
+    dry = {**config, "dry_run": True, "dry_run_path": str(tmp_path / "bodies.jsonl")}
+    run = run_cli(["--config", str(write_config(tmp_path, dry)), "--input", str(dead_letter)])
+    assert run.returncode == 0, run.stderr
+    assert "Rejected deals record 'deal-1': amount 'x' is not a number" in run.stderr
+    assert "moved" not in run.stderr
+    assert dead_letter.read_text() == held
+    assert list(tmp_path.glob("rejected.*.jsonl")) == []

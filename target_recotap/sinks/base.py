@@ -15,7 +15,7 @@ from singer_sdk.exceptions import MissingKeyPropertiesError
 from singer_sdk.sinks import BatchSink
 
 from target_recotap.client import PayloadTooLarge, RequestRejected
-from target_recotap.normalize import InvalidRecord, pick
+from target_recotap.normalize import InvalidRecord, pick, to_text
 from target_recotap.validation import RecordValidator
 
 if TYPE_CHECKING:
@@ -173,9 +173,13 @@ class RecotapSink(BatchSink, abc.ABC):
         self.reject([received], reason)
 
     def record_id(self, record: dict[str, Any]) -> str | None:
-        """The ID Recotap would know ``record`` by (as mapped), if it has a usable one."""
+        """The ID Recotap would know ``record`` by (as mapped), if it has a usable one: read as
+        the item's key is read, so that ``77.0`` names the same pipeline as ``77``."""
         value = pick(record, self.id_fields)
-        return str(value) if isinstance(value, (str, int)) and not isinstance(value, bool) else None
+        try:
+            return None if value is None else to_text(value, self.id_fields[0])
+        except InvalidRecord:
+            return None
 
     def reject(
         self, sources: Sequence[Received], reason: str, record_id: str | None = None

@@ -1,11 +1,11 @@
 """The deal_stages stream: pipelines with their stages through POST /deal-stages.
 
 The endpoint is create-only, so a pipeline is sent once all its stages are known: when the
-input ends (or stops at a bad line). The SDK's periodic full drains leave pipelines waiting:
-a pipeline sent early could never get the stages that arrive after it. For the same reason a
-pipeline one of whose records is rejected is not sent at all (its other records are rejected
-with it), and a pipeline that exists already keeps the stages Recotap has: ``report_existing``
-says how those differ from the source's.
+input has been read to its end (never at a bad line). The SDK's periodic full drains leave
+pipelines waiting: a pipeline sent early could never get the stages that arrive after it. For
+the same reason a pipeline one of whose records is rejected is not sent at all (its other
+records are rejected with it), and a pipeline that exists already keeps the stages Recotap
+has: ``report_existing`` says how those differ from the source's.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from target_recotap.normalize import PIPELINE_ID_NAMES, JSONNumber, pipeline_par
 from target_recotap.rejects import Received
 from target_recotap.settings import PIPELINES_PER_REQUEST
 from target_recotap.sinks.base import Item, RecotapSink
+from target_recotap.wording import plural
 
 
 @dataclass
@@ -86,11 +87,22 @@ class DealStagesSink(RecotapSink):
         """
         super().reject(sources, reason, record_id)
         if record_id is not None and not self.target.input_finished:
-            why = f"record #{sources[0].position} of the input was rejected: {reason}"
+            why = f"the record on input line {sources[0].line_number} was rejected: {reason}"
             self._held_back.setdefault(record_id, why)
 
     def process_batch(self, context: dict) -> None:
         if not self.target.input_finished:
+            return
+        if not self.target.input_complete:
+            # Stopped at a bad line: what came after it may hold more of these pipelines'
+            # stages, and a pipeline can be created only once. They stay unsettled, so no
+            # STATE passes them, and a rerun that reads its input to the end sends them whole.
+            if self._drafts:
+                self.logger.warning(
+                    "%s not sent: the input stopped before its end, and a pipeline is created "
+                    "once, with all its stages",
+                    plural(len(self._drafts), "pipeline"),
+                )
             return
         drafts, self._drafts = self._drafts, {}
         ready = []
@@ -180,14 +192,15 @@ class DealStagesSink(RecotapSink):
                 unchanged += 1
                 continue
             self.logger.warning(
-                "Pipeline %r exists in Recotap but differs from the source, and the API cannot "
-                "update it: %s",
+                "Pipeline %r in Recotap differs from the source, and the API cannot update it: "
+                "%s. Change it in Recotap by hand, or give the source's pipeline a new pipelineId",
                 item.key,
                 "; ".join(changes),
             )
         if unchanged:
             self.logger.info(
-                "Skipped %s already in Recotap: no change in the source", _pipelines(unchanged)
+                "Skipped %s already in Recotap: no change in the source",
+                plural(unchanged, "pipeline"),
             )
         if unlisted:
             self._warn_not_compared(unlisted, f"GET {PIPELINES_PATH} did not list them")
@@ -196,7 +209,7 @@ class DealStagesSink(RecotapSink):
         self.logger.warning(
             "%s already existed in Recotap; changes to their stages cannot be applied through "
             "the API, and they were not compared with the source: %s",
-            _pipelines(count),
+            plural(count, "pipeline"),
             reason,
         )
 
@@ -205,29 +218,31 @@ def pipeline_changes(wanted: Mapping[str, Any], stored: Mapping[str, Any]) -> li
     """How Recotap's copy of a pipeline differs from the one this run would create; [] if alike.
 
     Both are pipeline objects (``pipelineLabel``, ``stages`` of ``stageId``/``stageLabel``);
-    each difference is worded Recotap's value first: ``relabelled s2 'Proposal' -> 'Offer'``.
-    The order of the stages is not compared: nothing says Recotap keeps or uses it.
+    each difference says which side holds what: ``stage s2 is 'Proposal' in Recotap, 'Offer'
+    in the source``. The order of the stages is not compared: nothing says Recotap keeps or
+    uses it.
     """
     changes = []
-    pipeline_label = wanted["pipelineLabel"]
-    if stored.get("pipelineLabel") != pipeline_label:
-        changes.append(f"pipeline label {stored.get('pipelineLabel')!r} -> {pipeline_label!r}")
+    label, held_label = wanted["pipelineLabel"], stored.get("pipelineLabel")
+    if held_label != label:
+        changes.append(f"its label is {held_label!r} in Recotap, {label!r} in the source")
     source, held = _stage_labels(wanted), _stage_labels(stored)
     missing = [f"{sid} {label!r}" for sid, label in source.items() if sid not in held]
-    relabelled = [
-        f"{sid} {held[sid]!r} -> {label!r}"
+    if missing:
+        changes.append(f"Recotap lacks {_stages(missing)} {', '.join(missing)}")
+    changes += [
+        f"stage {sid} is {held[sid]!r} in Recotap, {label!r} in the source"
         for sid, label in source.items()
         if sid in held and held[sid] != label
     ]
     extra = [f"{sid} {label!r}" for sid, label in held.items() if sid not in source]
-    for heading, stages in (
-        ("missing", missing),
-        ("relabelled", relabelled),
-        ("Recotap also has", extra),
-    ):
-        if stages:
-            changes.append(f"{heading} {', '.join(stages)}")
+    if extra:
+        changes.append(f"only Recotap has {_stages(extra)} {', '.join(extra)}")
     return changes
+
+
+def _stages(listed: list[str]) -> str:
+    return "stage" if len(listed) == 1 else "stages"
 
 
 def _stage_labels(pipeline: Mapping[str, Any]) -> dict[str, Any]:
@@ -238,7 +253,3 @@ def _stage_labels(pipeline: Mapping[str, Any]) -> dict[str, Any]:
         for stage in (stages if isinstance(stages, list) else [])
         if isinstance(stage, Mapping)
     }
-
-
-def _pipelines(count: int) -> str:
-    return f"{count} pipeline" if count == 1 else f"{count} pipelines"

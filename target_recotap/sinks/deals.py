@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeGuard
 
@@ -23,21 +23,25 @@ if TYPE_CHECKING:
 
 @dataclass
 class DealItem(Item):
-    """A deal merged from its versions buffered together; ``versions`` holds each one's body."""
+    """A deal merged from its versions buffered together.
 
-    versions: list[dict[str, Any]] = field(default_factory=list)  # in step with ``sources``
+    ``versions`` holds each one's body, in step with ``sources``, once there are two: most
+    deals have one version a batch, and their item costs no list for it.
+    """
+
+    versions: list[dict[str, Any]] | None = None
 
     def apart(self) -> list[DealItem]:
         """One item per version, in the order they came."""
         return [
-            DealItem(self.key, body, [received], received.position, [body])
-            for body, received in zip(self.versions, self.sources, strict=True)
+            DealItem(self.key, body, [received], received.position)
+            for body, received in zip(self.versions or [self.body], self.sources, strict=True)
         ]
 
 
 def _merged(item: Item) -> TypeGuard[DealItem]:
     """Whether ``item`` holds more than one version of its deal."""
-    return isinstance(item, DealItem) and len(item.versions) > 1
+    return isinstance(item, DealItem) and item.versions is not None
 
 
 class DealsSink(RecotapSink):
@@ -72,15 +76,18 @@ class DealsSink(RecotapSink):
             self._warn_imprecise(key, body["amount"])
         item = self._pending.get(key)
         if item is None:
-            self._pending[key] = DealItem(key, body, [received], received.position, [body])
+            self._pending[key] = DealItem(key, body, [received], received.position)
         else:
             # As Recotap applies an upsert: a field sent replaces the one held (a list whole),
             # a field left out (null or absent: never sent) keeps it. So one request carrying
             # the merge leaves what the versions sent one by one would.
+            if item.versions is None:
+                item.versions = [item.body]  # the first version, as it came
             item.body = {**item.body, **body}
             item.sources.append(received)
             item.versions.append(body)
-            self.stats.merged += 1  # only the reading thread merges
+            # Under the lock: a sending thread takes a merge back when it sends versions apart.
+            self.stats.add(merged=1)
         if self.target.dispatcher.is_busy(key):
             self._held.add(key)
         self.note_buffered(received)
@@ -154,7 +161,7 @@ class DealsSink(RecotapSink):
         This runs in the job that holds the deal's key, so no later version overtakes them.
         """
         if _merged(item):
-            self.stats.add(merged=1 - len(item.versions))
+            self.stats.add(merged=1 - len(item.sources))
             for version in item.apart():
                 self.deliver([version], self._send)
         else:
