@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import socket
 import time
+from datetime import datetime
 
 import pytest
 from support import (
@@ -77,15 +78,24 @@ def test_a_host_name_that_does_not_resolve_is_named_and_counts_as_a_wrong_addres
     assert failure.wrong_address
 
 
+def arrival(request) -> datetime:
+    """When the emulator received a logged request (its timestamp is UTC with milliseconds)."""
+    return datetime.fromisoformat(request["timestamp"].replace("Z", "+00:00"))
+
+
 def test_429_with_retry_after_is_waited_out(emulator, capsys, caplog):
-    emulator.faults.retry_after = 0
-    emulator.faults.script.extend(["429", "429"])
+    # retry_initial_delay is 0.01 s: a retry a second later can only be Retry-After's doing.
+    emulator.faults.retry_after = 1
+    emulator.faults.script.append("429")
     with caplog.at_level(logging.WARNING):
         outcome = run_in_process(config_for(emulator), deals_messages([deal(1)]), capsys)
     assert outcome.exit_code == 0
     assert "deal-1" in emulator.store.deals()
-    assert [r["status"] for r in emulator.store.requests()] == [429, 429, 200]
-    assert "retry 2 of 8" in caplog.text
+    refused, retried = emulator.store.requests()
+    assert (refused["status"], retried["status"]) == (429, 200)
+    waited = (arrival(retried) - arrival(refused)).total_seconds()
+    assert 0.99 <= waited < 10  # the timestamps are cut to the millisecond
+    assert "retry 1 of 8 in 1.0 s" in caplog.text
 
 
 def test_5xx_then_success(emulator, capsys):
