@@ -1,0 +1,191 @@
+"""What the client makes of answers the emulator never gives: bodies that are not JSON, 400 rows
+of odd shapes, a 3xx, a listing that is not a list; and of a pause or a stop before a request."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+import pytest
+from support import free_port
+
+from target_recotap.client import (
+    PipelineConflict,
+    RecotapClient,
+    RequestRejected,
+    Stopped,
+    UnexpectedResponse,
+    Violation,
+)
+from target_recotap.flow import Throttle
+
+
+class CannedApi(ThreadingHTTPServer):
+    """A stand-in for Recotap on 127.0.0.1: each request gets the next canned answer (status,
+    body), and is kept as (method, path, headers, body)."""
+
+    def __init__(self) -> None:
+        super().__init__(("127.0.0.1", 0), _Answer)
+        self.url = f"http://127.0.0.1:{self.server_port}/api/v1"
+        self.answers: list[tuple[int, bytes]] = []
+        self.received: list[tuple[str, str, dict[str, str], bytes]] = []
+
+
+class _Answer(BaseHTTPRequestHandler):
+    server: CannedApi
+
+    def do_GET(self) -> None:
+        self._answer()
+
+    def do_POST(self) -> None:
+        self._answer()
+
+    def _answer(self) -> None:
+        body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
+        self.server.received.append((self.command, self.path, dict(self.headers), body))
+        status, payload = self.server.answers.pop(0)
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(payload)))
+        self.end_headers()
+        self.wfile.write(payload)
+
+    def log_message(self, format: str, *args: object) -> None:
+        """Quiet."""
+
+
+@pytest.fixture
+def api():
+    server = CannedApi()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+def answer(status: int, body: object) -> tuple[int, bytes]:
+    return status, body if isinstance(body, bytes) else json.dumps(body).encode()
+
+
+def test_a_400_lists_each_rule_broken_and_reads_odd_rows_as_far_as_they_go(api):
+    rules = {"isString": "name must be a string", "isNotEmpty": "name should not be empty"}
+    rows = [{"property": "deals.0.name", "constraints": rules}, {"constraints": "?"}, "junk"]
+    api.answers.append(answer(400, {"statusCode": 400, "message": "Bad Request", "data": rows}))
+
+    with pytest.raises(RequestRejected) as refused:
+        RecotapClient(api.url, "a-key").push_deals([{"externalDealId": "d1", "name": 1}])
+
+    assert refused.value.violations == [Violation("deals.0.name", rules), Violation("?", {})]
+    assert str(refused.value) == (
+        "POST /deals answered 400: deals.0.name: name must be a string; name should not be "
+        "empty; ?: invalid"
+    )
+
+
+def test_a_400_whose_body_is_not_json_is_told_by_its_status_line(api):
+    api.answers.append(answer(400, b"<html>gateway says no</html>"))
+
+    with pytest.raises(RequestRejected) as refused:
+        RecotapClient(api.url, "a-key").push_deals([{"externalDealId": "d1", "name": "D"}])
+
+    assert refused.value.violations == []
+    assert str(refused.value) == "POST /deals answered 400: Bad Request"
+
+
+def test_a_409_names_the_pipelines_that_exist_among_those_sent(api):
+    message = "Pipeline(s) already exist: p1"
+    api.answers.append(answer(409, {"statusCode": 409, "customMessage": message, "data": None}))
+    pipelines = [{"pipelineId": p, "pipelineLabel": p, "stages": []} for p in ("p1", "p2")]
+
+    with pytest.raises(PipelineConflict) as conflict:
+        RecotapClient(api.url, "a-key").push_pipelines(pipelines)
+
+    assert conflict.value.pipeline_ids == {"p1"}
+    assert str(conflict.value) == f"POST /deal-stages answered 409: {message}"
+
+
+def test_a_409_whose_body_is_not_json_names_no_pipeline(api):
+    api.answers.append(answer(409, b"Conflict"))
+    pipelines = [{"pipelineId": "p1", "pipelineLabel": "p1", "stages": []}]
+
+    with pytest.raises(PipelineConflict) as conflict:
+        RecotapClient(api.url, "a-key").push_pipelines(pipelines)
+
+    assert conflict.value.pipeline_ids == set()
+
+
+def test_the_listing_is_a_get_with_the_key_and_returns_pipelines_by_id(api):
+    listed = [{"pipelineId": "p1", "pipelineLabel": "P1", "stages": []}]
+    api.answers.append(answer(200, listed))
+
+    assert RecotapClient(api.url, "a-key").stored_pipelines() == {"p1": listed[0]}
+    ((method, path, headers, _),) = api.received
+    assert (method, path, headers["X-Api-Key"]) == ("GET", "/api/v1/deal-stages", "a-key")
+
+
+@pytest.mark.parametrize(
+    ("status", "body", "said"),
+    [
+        (300, [], "GET /deal-stages answered 300: Multiple Choices"),
+        (200, {"statusCode": 200, "data": 5}, "GET /deal-stages answered 200, not a list"),
+        (200, ["p1"], "GET /deal-stages answered 200, not a list of pipelines"),
+        (200, [{"pipelineLabel": "P1"}], "GET /deal-stages answered 200, not a list"),
+    ],
+)
+def test_a_listing_that_is_not_one_is_refused_saying_why(api, status, body, said):
+    api.answers.append(answer(status, body))
+
+    with pytest.raises(UnexpectedResponse, match=f"^{said}"):
+        RecotapClient(api.url, "a-key").stored_pipelines()
+
+
+def test_a_listing_that_cannot_connect_names_the_address():
+    port = free_port()
+    client = RecotapClient(f"http://127.0.0.1:{port}/api/v1", "a-key")
+
+    with pytest.raises(UnexpectedResponse) as failed:
+        client.stored_pipelines()
+
+    assert str(failed.value) == (
+        f"GET /deal-stages: cannot connect to 127.0.0.1:{port} (connection refused)"
+    )
+
+
+def test_a_listing_through_a_proxy_that_refuses_names_the_proxy(monkeypatch):
+    port = free_port()
+    monkeypatch.setenv("HTTP_PROXY", f"http://127.0.0.1:{port}")
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    client = RecotapClient(f"http://127.0.0.1:{free_port()}/api/v1", "a-key")
+
+    with pytest.raises(UnexpectedResponse) as failed:
+        client.stored_pipelines()
+
+    assert str(failed.value) == (
+        f"GET /deal-stages: cannot connect to the proxy 127.0.0.1:{port} (connection refused)"
+    )
+
+
+def test_the_listing_waits_out_a_pause_like_any_request(api):
+    api.answers.append(answer(200, []))
+    throttle = Throttle(1)
+    throttle.on_throttled(0.3)  # a 429 elsewhere: everyone pauses
+    client = RecotapClient(api.url, "a-key", throttle=throttle)
+
+    started = time.monotonic()
+    assert client.stored_pipelines() == {}
+    assert time.monotonic() - started >= 0.3
+
+
+def test_nothing_is_sent_once_the_run_is_stopping(api):
+    client = RecotapClient(api.url, "a-key")
+    client.stop()
+
+    with pytest.raises(Stopped, match=r"^GET /deal-stages not sent: the run is stopping$"):
+        client.stored_pipelines()
+    with pytest.raises(Stopped, match=r"^POST /deals not sent: the run is stopping$"):
+        client.push_deals([{"externalDealId": "d1", "name": "D"}])
+    assert api.received == []
