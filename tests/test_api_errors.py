@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import socket
+import ssl
 import time
 from datetime import datetime
+from http.client import RemoteDisconnected
 
 import pytest
 from support import (
@@ -20,10 +23,25 @@ from support import (
     state,
     write_config,
 )
-from urllib3.connection import HTTPSConnection
-from urllib3.exceptions import NameResolutionError
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+    ProxyError,
+    ReadTimeoutError,
+    SSLError,
+)
 
-from target_recotap.client import RetryPolicy, describe_transport_error, parse_retry_after
+from target_recotap.client import (
+    RetryPolicy,
+    TransportFailure,
+    describe_transport_error,
+    parse_retry_after,
+)
+
+NO_RESPONSE = "a connection error with {where} (no response)"
 
 
 def test_wrong_key_fails_at_once_and_says_to_check_api_key(emulator, capsys, caplog):
@@ -76,6 +94,80 @@ def test_a_host_name_that_does_not_resolve_is_named_and_counts_as_a_wrong_addres
 
     assert failure.said == f"cannot connect to {host}:443 (the host name does not resolve)"
     assert failure.wrong_address
+
+
+def _refused():
+    error = NewConnectionError(HTTPConnection("127.0.0.1", 9), "Failed to establish a connection")
+    error.__cause__ = ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+    return error
+
+
+def _unreachable():
+    error = NewConnectionError(HTTPConnection("127.0.0.1", 9), "Failed to establish a connection")
+    error.__cause__ = OSError(errno.ENETUNREACH, "Network is unreachable")
+    return error
+
+
+NOT_TLS = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)")
+EXPIRED = ssl.SSLError(1, "[SSL: TLSV1_ALERT_INTERNAL_ERROR] tlsv1 alert internal error")
+
+
+@pytest.mark.parametrize(
+    ("error", "said", "wrong_address"),
+    [
+        (_refused(), "cannot connect to {where} (connection refused)", True),
+        (_unreachable(), "cannot connect to {where} (network is unreachable)", False),
+        (
+            NewConnectionError(HTTPConnection("127.0.0.1", 9), "no cause"),
+            "cannot connect to {where} (no connection)",
+            False,
+        ),
+        (ConnectTimeoutError("connect timed out"), "cannot connect to {where} (timed out)", False),
+        (
+            ReadTimeoutError(None, "/deals", "read timed out"),
+            "a timeout waiting for {where} to answer",
+            False,
+        ),
+        (
+            SSLError(NOT_TLS),
+            "cannot connect to {where} (TLS handshake failed: the server does not speak TLS)",
+            True,
+        ),
+        (SSLError(EXPIRED), f"a TLS error with {{where}} ({EXPIRED})", False),
+        (
+            ProtocolError("Connection broken: IncompleteRead(10 bytes read)", None),
+            "a response from {where} cut short",
+            False,
+        ),
+        (
+            ProtocolError("Connection aborted.", RemoteDisconnected("closed")),
+            "{where} closed the connection without answering",
+            False,
+        ),
+        (
+            ProtocolError("Connection aborted.", ConnectionResetError(errno.ECONNRESET, "reset")),
+            "{where} reset the connection",
+            False,
+        ),
+        (ProtocolError("Connection aborted.", OSError("other")), NO_RESPONSE, False),
+        (ProtocolError(), NO_RESPONSE, False),
+        (SSLError("not an ssl.SSLError"), NO_RESPONSE, False),
+    ],
+)
+def test_each_transport_failure_is_named_with_the_address_that_failed(error, said, wrong_address):
+    api, proxy = "eapi.recotap.invalid:443", "proxy.invalid:3128"
+    # Straight to Recotap, with or without a proxy set: the failure is Recotap's.
+    for proxy_address in (None, proxy):
+        failure = describe_transport_error(error, api, proxy_address)
+        assert failure == TransportFailure(said.format(where=api), wrong_address, via_proxy=False)
+    # The same failure reaching the proxy names the proxy; without one set, Recotap.
+    through = ProxyError("Unable to connect to proxy", error)
+    assert describe_transport_error(through, api, proxy) == TransportFailure(
+        said.format(where=f"the proxy {proxy}"), wrong_address, via_proxy=True
+    )
+    assert describe_transport_error(through, api, None) == TransportFailure(
+        said.format(where=api), wrong_address, via_proxy=False
+    )
 
 
 def arrival(request) -> datetime:
