@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import email.utils
 import errno
 import logging
+import random
 import socket
 import ssl
 import time
@@ -247,9 +249,22 @@ def test_retries_exhausted_exits_non_zero_without_a_state_ahead_of_the_data(
 
 def test_retry_after_in_both_forms():
     assert parse_retry_after("7") == 7
+    assert parse_retry_after(" 7 ") == 7
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470) == 10
-    assert parse_retry_after("soon") is None
-    policy = RetryPolicy(initial_delay=1, max_delay=8)
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412500) == 0  # past
+    assert 25 < parse_retry_after(email.utils.formatdate(time.time() + 30, usegmt=True)) <= 30
+    for unusable in ("soon", "-1", "", "  ", None):
+        assert parse_retry_after(unusable) is None
+
+
+def test_retry_waits_as_asked_or_back_off_exponentially_with_jitter():
+    policy = RetryPolicy(initial_delay=1, max_delay=8, rng=random.Random(7))
     assert policy.delay(1, "3") == 3
-    assert all(0.5 <= policy.delay(1, None) <= 1 for _ in range(20))
-    assert all(4 <= policy.delay(6, None) <= 8 for _ in range(20))
+    assert policy.delay(1, "900") == 600  # max_retry_after
+    # The n-th retry waits between half and all of 2**(n-1) s, up to max_delay.
+    for retry, low, high in ((1, 0.5, 1), (3, 2, 4), (6, 4, 8)):
+        waits = [policy.delay(retry, None) for _ in range(200)]
+        assert all(low <= wait <= high for wait in waits)
+        # Jitter: the whole range is used.
+        assert min(waits) < low * 1.1
+        assert max(waits) > high * 0.9

@@ -7,29 +7,36 @@ import json
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 from support import free_port
 
 from target_recotap.client import (
+    USER_AGENT,
+    AuthenticationFailed,
+    PayloadTooLarge,
     PipelineConflict,
     RecotapClient,
     RequestRejected,
+    RetryPolicy,
     Stopped,
     UnexpectedResponse,
     Violation,
+    encode_json,
 )
 from target_recotap.flow import Throttle
 
 
 class CannedApi(ThreadingHTTPServer):
     """A stand-in for Recotap on 127.0.0.1: each request gets the next canned answer (status,
-    body), and is kept as (method, path, headers, body)."""
+    body, headers; once they run out, a 200 with no results) and is kept as (method, path,
+    headers, body)."""
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _Answer)
         self.url = f"http://127.0.0.1:{self.server_port}/api/v1"
-        self.answers: list[tuple[int, bytes]] = []
+        self.answers: list[tuple[int, bytes, dict[str, str]]] = []
         self.received: list[tuple[str, str, dict[str, str], bytes]] = []
 
 
@@ -45,9 +52,12 @@ class _Answer(BaseHTTPRequestHandler):
     def _answer(self) -> None:
         body = self.rfile.read(int(self.headers.get("Content-Length") or 0))
         self.server.received.append((self.command, self.path, dict(self.headers), body))
-        status, payload = self.server.answers.pop(0)
+        answers = self.server.answers
+        status, payload, headers = answers.pop(0) if answers else answer(200, UPSERTED)
         self.send_response(status)
         self.send_header("Content-Type", "application/json")
+        for name, value in headers.items():
+            self.send_header(name, value)
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
@@ -66,8 +76,101 @@ def api():
     server.server_close()
 
 
-def answer(status: int, body: object) -> tuple[int, bytes]:
-    return status, body if isinstance(body, bytes) else json.dumps(body).encode()
+def client_of(api: CannedApi, **options: Any) -> RecotapClient:
+    """A client of ``api`` that never retries, so that a mistaken retry fails at once."""
+    return RecotapClient(api.url, "a-key", retry=RetryPolicy(max_retries=0), **options)
+
+
+def answer(status: int, body: object, **headers: str) -> tuple[int, bytes, dict[str, str]]:
+    return status, body if isinstance(body, bytes) else json.dumps(body).encode(), headers
+
+
+UPSERTED = {"statusCode": 200, "data": {"results": [], "summary": {"total": 0}}}
+DEAL = {"externalDealId": "d1", "name": "D"}
+
+
+def test_each_request_says_who_sends_it_and_in_what_format(api):
+    api.answers.append(answer(200, UPSERTED))
+
+    reply = RecotapClient(api.url + "/", "a-key", retry=RetryPolicy(max_retries=0)).push_deals(
+        [DEAL]
+    )
+
+    assert reply.data == UPSERTED["data"]
+    ((method, path, headers, body),) = api.received
+    assert (method, path, json.loads(body)) == ("POST", "/api/v1/deals", {"deals": [DEAL]})
+    assert headers["X-Api-Key"] == "a-key"
+    assert headers["Content-Type"] == headers["Accept"] == "application/json"
+    assert headers["User-Agent"] == USER_AGENT
+
+
+@pytest.mark.parametrize(
+    ("status", "error", "said"),
+    [
+        (300, UnexpectedResponse, "POST /deals answered 300: Multiple Choices"),
+        (302, UnexpectedResponse, "POST /deals answered 302: Found"),
+        (
+            403,
+            AuthenticationFailed,
+            "Recotap refused the API key (403 Forbidden): check the api_key setting",
+        ),
+    ],
+)
+def test_an_answer_that_is_not_a_success_is_not_taken_for_one(api, status, error, said):
+    # A redirect is not followed either: the key goes to no other address.
+    api.answers.append(answer(status, b"", Location=f"{api.url}/elsewhere"))
+
+    with pytest.raises(error) as raised:
+        client_of(api).push_deals([DEAL])
+
+    assert str(raised.value) == said
+    assert len(api.received) == 1
+
+
+def test_a_body_at_the_limit_is_sent_and_one_byte_more_is_not(api):
+    api.answers.append(answer(200, UPSERTED))
+    client = client_of(api)
+    fits = [{"externalDealId": "d1", "name": "x" * 50}]
+    client.max_body_bytes = len(encode_json({"deals": fits}))
+
+    client.push_deals(fits)
+    with pytest.raises(PayloadTooLarge) as too_large:
+        client.push_deals([{"externalDealId": "d1", "name": "x" * 51}])
+
+    assert str(too_large.value) == (
+        f"POST /deals not sent: {client.max_body_bytes + 1} bytes is over the "
+        f"{client.max_body_bytes} that pass"
+    )
+    assert len(api.received) == 1
+
+
+def test_after_a_413_a_body_one_byte_smaller_is_still_sent(api):
+    api.answers += [answer(413, {"statusCode": 413}), answer(200, UPSERTED)]
+    client = client_of(api)
+
+    with pytest.raises(PayloadTooLarge, match=r"^POST /deals answered 413: the request body is"):
+        client.push_deals([{"externalDealId": "d1", "name": "x" * 51}])
+    client.push_deals([{"externalDealId": "d1", "name": "x" * 50}])  # one byte smaller
+    with pytest.raises(PayloadTooLarge, match=r"^POST /deals not sent"):
+        client.push_deals([{"externalDealId": "d1", "name": "x" * 51}])
+
+    assert len(api.received) == 2
+
+
+def test_a_refused_request_is_no_sign_that_the_api_has_room(api):
+    api.answers += [answer(400, {"statusCode": 400, "data": []}), answer(200, UPSERTED)]
+    throttle = Throttle(4)
+    for _ in range(20):
+        throttle.on_success()
+    throttle.on_throttled(0.0)  # a 429: the pace is now what went through
+    paced = throttle.rate
+    client = client_of(api, throttle=throttle)
+
+    with pytest.raises(RequestRejected):
+        client.push_deals([DEAL])
+    assert throttle.rate == paced
+    client.push_deals([DEAL])
+    assert throttle.rate > paced  # a success probes upwards
 
 
 def test_a_400_lists_each_rule_broken_and_reads_odd_rows_as_far_as_they_go(api):
@@ -76,7 +179,7 @@ def test_a_400_lists_each_rule_broken_and_reads_odd_rows_as_far_as_they_go(api):
     api.answers.append(answer(400, {"statusCode": 400, "message": "Bad Request", "data": rows}))
 
     with pytest.raises(RequestRejected) as refused:
-        RecotapClient(api.url, "a-key").push_deals([{"externalDealId": "d1", "name": 1}])
+        client_of(api).push_deals([{"externalDealId": "d1", "name": 1}])
 
     assert refused.value.violations == [Violation("deals.0.name", rules), Violation("?", {})]
     assert str(refused.value) == (
@@ -89,7 +192,7 @@ def test_a_400_whose_body_is_not_json_is_told_by_its_status_line(api):
     api.answers.append(answer(400, b"<html>gateway says no</html>"))
 
     with pytest.raises(RequestRejected) as refused:
-        RecotapClient(api.url, "a-key").push_deals([{"externalDealId": "d1", "name": "D"}])
+        client_of(api).push_deals([{"externalDealId": "d1", "name": "D"}])
 
     assert refused.value.violations == []
     assert str(refused.value) == "POST /deals answered 400: Bad Request"
@@ -101,7 +204,7 @@ def test_a_409_names_the_pipelines_that_exist_among_those_sent(api):
     pipelines = [{"pipelineId": p, "pipelineLabel": p, "stages": []} for p in ("p1", "p2")]
 
     with pytest.raises(PipelineConflict) as conflict:
-        RecotapClient(api.url, "a-key").push_pipelines(pipelines)
+        client_of(api).push_pipelines(pipelines)
 
     assert conflict.value.pipeline_ids == {"p1"}
     assert str(conflict.value) == f"POST /deal-stages answered 409: {message}"
@@ -112,7 +215,7 @@ def test_a_409_whose_body_is_not_json_names_no_pipeline(api):
     pipelines = [{"pipelineId": "p1", "pipelineLabel": "p1", "stages": []}]
 
     with pytest.raises(PipelineConflict) as conflict:
-        RecotapClient(api.url, "a-key").push_pipelines(pipelines)
+        client_of(api).push_pipelines(pipelines)
 
     assert conflict.value.pipeline_ids == set()
 
@@ -121,7 +224,7 @@ def test_the_listing_is_a_get_with_the_key_and_returns_pipelines_by_id(api):
     listed = [{"pipelineId": "p1", "pipelineLabel": "P1", "stages": []}]
     api.answers.append(answer(200, listed))
 
-    assert RecotapClient(api.url, "a-key").stored_pipelines() == {"p1": listed[0]}
+    assert client_of(api).stored_pipelines() == {"p1": listed[0]}
     ((method, path, headers, _),) = api.received
     assert (method, path, headers["X-Api-Key"]) == ("GET", "/api/v1/deal-stages", "a-key")
 
@@ -139,7 +242,7 @@ def test_a_listing_that_is_not_one_is_refused_saying_why(api, status, body, said
     api.answers.append(answer(status, body))
 
     with pytest.raises(UnexpectedResponse, match=f"^{said}"):
-        RecotapClient(api.url, "a-key").stored_pipelines()
+        client_of(api).stored_pipelines()
 
 
 def test_a_listing_that_cannot_connect_names_the_address():
@@ -173,7 +276,7 @@ def test_the_listing_waits_out_a_pause_like_any_request(api):
     api.answers.append(answer(200, []))
     throttle = Throttle(1)
     throttle.on_throttled(0.3)  # a 429 elsewhere: everyone pauses
-    client = RecotapClient(api.url, "a-key", throttle=throttle)
+    client = client_of(api, throttle=throttle)
 
     started = time.monotonic()
     assert client.stored_pipelines() == {}
@@ -181,7 +284,7 @@ def test_the_listing_waits_out_a_pause_like_any_request(api):
 
 
 def test_nothing_is_sent_once_the_run_is_stopping(api):
-    client = RecotapClient(api.url, "a-key")
+    client = client_of(api)
     client.stop()
 
     with pytest.raises(Stopped, match=r"^GET /deal-stages not sent: the run is stopping$"):
