@@ -4,6 +4,8 @@ of odd shapes, a 3xx, a listing that is not a list; and of a pause or a stop bef
 from __future__ import annotations
 
 import json
+import select
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -292,3 +294,29 @@ def test_nothing_is_sent_once_the_run_is_stopping(api):
     with pytest.raises(Stopped, match=r"^POST /deals not sent: the run is stopping$"):
         client.push_deals([{"externalDealId": "d1", "name": "D"}])
     assert api.received == []
+
+
+def test_a_connection_not_made_within_the_timeout_is_given_up_naming_the_cause():
+    # A listening socket whose queue of connections waiting to be accepted is full: a new
+    # connection is never completed, as with a host that drops packets.
+    with socket.socket() as full:
+        full.bind(("127.0.0.1", 0))
+        full.listen(0)
+        port = full.getsockname()[1]
+        waiting = [socket.socket() for _ in range(2)]
+        for connection in waiting:
+            connection.setblocking(False)
+            connection.connect_ex(("127.0.0.1", port))
+        select.select([], waiting[:1], [], 5)  # the first is in the queue: the queue is full
+        client = RecotapClient(f"http://127.0.0.1:{port}/api/v1", "a-key", timeout=0.5)
+
+        started = time.monotonic()
+        with pytest.raises(UnexpectedResponse) as failed:
+            client.stored_pipelines()
+
+        assert time.monotonic() - started < 10
+        assert (
+            str(failed.value) == f"GET /deal-stages: cannot connect to 127.0.0.1:{port} (timed out)"
+        )
+        for connection in waiting:
+            connection.close()
