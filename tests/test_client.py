@@ -25,6 +25,7 @@ from target_recotap.client import (
     Stopped,
     UnexpectedResponse,
     Violation,
+    conflicting_pipeline_ids,
     encode_json,
 )
 from target_recotap.flow import Throttle
@@ -210,6 +211,27 @@ def test_a_409_names_the_pipelines_that_exist_among_those_sent(api):
 
     assert conflict.value.pipeline_ids == {"p1"}
     assert str(conflict.value) == f"POST /deal-stages answered 409: {message}"
+
+
+LONG = ". Use the update endpoint to modify existing pipelines."
+
+
+@pytest.mark.parametrize(
+    ("message", "sent", "existing"),
+    [
+        ("Pipeline(s) already exist: a, b", ["a", "x", "b"], {"a", "b"}),
+        (f"Pipeline(s) already exist: a, b{LONG}", ["a", "x", "b"], {"a", "b"}),
+        ("PIPELINE(S) ALREADY EXIST: a", ["a"], {"a"}),
+        # IDs with spaces or dots stay whole; the longest ID the sentence follows is the one.
+        ("Pipeline(s) already exist: New Business, Renewals", ["Renewals", "New Business"], None),
+        (f"Pipeline(s) already exist: v1, v1.2{LONG}", ["v1", "v1.2", "v"], {"v1", "v1.2"}),
+        ("Pipeline(s) already exist: gone", ["a"], set()),  # not among those sent
+        ("One or more pipelines already exist", ["a"], set()),
+        (None, ["a"], set()),
+    ],
+)
+def test_a_409_message_is_read_for_the_ids_it_names_among_those_sent(message, sent, existing):
+    assert conflicting_pipeline_ids(message, sent) == (set(sent) if existing is None else existing)
 
 
 def test_a_409_whose_body_is_not_json_names_no_pipeline(api):
