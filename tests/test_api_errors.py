@@ -117,6 +117,11 @@ EXPIRED = ssl.SSLError(1, "[SSL: TLSV1_ALERT_INTERNAL_ERROR] tlsv1 alert interna
 @pytest.mark.parametrize(
     ("error", "said", "wrong_address"),
     [
+        (
+            NameResolutionError("eapi.recotap.invalid", HTTPConnection("x", 9), socket.gaierror()),
+            "cannot connect to {where} (the host name does not resolve)",
+            True,
+        ),
         (_refused(), "cannot connect to {where} (connection refused)", True),
         (_unreachable(), "cannot connect to {where} (network is unreachable)", False),
         (
@@ -152,6 +157,7 @@ EXPIRED = ssl.SSLError(1, "[SSL: TLSV1_ALERT_INTERNAL_ERROR] tlsv1 alert interna
             False,
         ),
         (ProtocolError("Connection aborted.", OSError("other")), NO_RESPONSE, False),
+        (ProtocolError("Connection aborted."), NO_RESPONSE, False),
         (ProtocolError(), NO_RESPONSE, False),
         (SSLError("not an ssl.SSLError"), NO_RESPONSE, False),
     ],

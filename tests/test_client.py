@@ -112,6 +112,7 @@ def test_each_request_says_who_sends_it_and_in_what_format(api):
     [
         (300, UnexpectedResponse, "POST /deals answered 300: Multiple Choices"),
         (302, UnexpectedResponse, "POST /deals answered 302: Found"),
+        (599, UnexpectedResponse, "POST /deals answered 599: no reason given"),
         (
             403,
             AuthenticationFailed,
