@@ -16,6 +16,7 @@ from support import free_port
 
 from target_recotap.client import (
     USER_AGENT,
+    ApiUnreachable,
     AuthenticationFailed,
     PayloadTooLarge,
     PipelineConflict,
@@ -113,6 +114,7 @@ def test_each_request_says_who_sends_it_and_in_what_format(api):
         (300, UnexpectedResponse, "POST /deals answered 300: Multiple Choices"),
         (302, UnexpectedResponse, "POST /deals answered 302: Found"),
         (599, UnexpectedResponse, "POST /deals answered 599: no reason given"),
+        (200, UnexpectedResponse, "POST /deals answered 200 without a JSON object"),
         (
             403,
             AuthenticationFailed,
@@ -343,3 +345,42 @@ def test_a_connection_not_made_within_the_timeout_is_given_up_naming_the_cause()
         )
         for connection in waiting:
             connection.close()
+
+
+def test_a_flat_payload_is_taken_as_it_is_even_with_a_data_field(api):
+    flat = {"results": [{"externalDealId": "d1", "status": "upserted"}], "data": {"note": "x"}}
+    api.answers.append(answer(200, flat))
+
+    assert client_of(api).push_deals([DEAL]).data == flat
+
+
+@pytest.mark.parametrize(("status", "paced"), [("429", True), ("503", False)])
+def test_a_429_sets_a_pace_and_a_5xx_does_not(api, status, paced):
+    api.answers += [answer(int(status), {"statusCode": int(status)}, **{"Retry-After": "0"})]
+    throttle = Throttle(4)
+    for _ in range(20):
+        throttle.on_success()
+    recotap = RecotapClient(api.url, "a-key", retry=RetryPolicy(initial_delay=0), throttle=throttle)
+
+    recotap.push_deals([DEAL])  # then the default 200
+
+    assert [request[0] for request in api.received] == ["POST", "POST"]
+    assert (throttle.rate is not None) is paced
+
+
+def test_at_first_contact_nothing_listening_stops_after_two_quick_checks_whatever_the_backoff():
+    port = free_port()
+    # A back-off of a minute: only the quick checks (0.5 s and 1 s) let it stop so soon.
+    client = RecotapClient(
+        f"http://127.0.0.1:{port}/api/v1", "a-key", retry=RetryPolicy(initial_delay=60)
+    )
+
+    started = time.monotonic()
+    with pytest.raises(ApiUnreachable) as unreachable:
+        client.push_deals([DEAL])
+
+    assert 1.5 <= time.monotonic() - started < 20
+    assert str(unreachable.value) == (
+        f"cannot connect to 127.0.0.1:{port} (connection refused): check the api_url setting "
+        f"(now http://127.0.0.1:{port}/api/v1)"
+    )

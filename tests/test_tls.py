@@ -57,7 +57,9 @@ def test_an_untrusted_certificate_stops_the_run_at_once_saying_what_to_set(
 
     assert outcome.exit_code == 1
     assert "TLS certificate of https://127.0.0.1:" in caplog.text
-    assert "set REQUESTS_CA_BUNDLE" in caplog.text
+    assert "; behind a TLS-inspecting proxy, set REQUESTS_CA_BUNDLE to its CA bundle" in (
+        caplog.text
+    )
     assert "retry" not in caplog.text  # a refused certificate is not worth a retry
     assert https_emulator.store.requests() == []
 
