@@ -384,3 +384,19 @@ def test_at_first_contact_nothing_listening_stops_after_two_quick_checks_whateve
         f"cannot connect to 127.0.0.1:{port} (connection refused): check the api_url setting "
         f"(now http://127.0.0.1:{port}/api/v1)"
     )
+
+
+@pytest.mark.parametrize(("scheme", "port"), [("http", 80), ("https", 443)])
+def test_without_a_port_in_api_url_the_port_of_its_scheme_is_named(scheme, port):
+    with socket.socket() as probe:
+        if probe.connect_ex(("127.0.0.1", port)) == 0:
+            pytest.skip(f"a server listens on 127.0.0.1:{port}")
+    client = RecotapClient(f"{scheme}://127.0.0.1/api/v1", "a-key")
+
+    with pytest.raises(UnexpectedResponse) as failed:
+        client.stored_pipelines()
+
+    assert (
+        str(failed.value)
+        == f"GET /deal-stages: cannot connect to 127.0.0.1:{port} (connection refused)"
+    )
