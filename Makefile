@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 READY  := $(VENV)/.ready
 DEALS  ?= 100000
 
-.PHONY: setup demo bench test lint format clean
+.PHONY: setup demo bench test mutate lint format clean
 
 setup: $(READY)
 
@@ -28,6 +28,18 @@ bench: $(READY)
 test: $(READY) lint
 	$(BIN)/python -m pytest
 
+# Mutation testing of the modules where a quiet bug loses or corrupts data, against the fast
+# tests (tens of minutes on 2 cores; not part of `make test`). Starts afresh each time, so the
+# figure is that of the code and tests as they are. See docs/mutation.md.
+mutate: $(VENV)/.mutate-ready
+	rm -rf mutants
+	$(BIN)/mutmut run
+	$(BIN)/python scripts/mutation_report.py
+
+$(VENV)/.mutate-ready: $(READY)
+	$(BIN)/python -m pip install --quiet -e ".[test,mutate]"
+	@touch $@
+
 lint: $(READY)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
@@ -38,4 +50,4 @@ format: $(READY)
 	$(BIN)/ruff format .
 
 clean:
-	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis demo-output
+	rm -rf $(VENV) .pytest_cache .ruff_cache .hypothesis demo-output mutants

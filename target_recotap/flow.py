@@ -54,7 +54,7 @@ class Throttle:
 
     def wait_turn(self, stopping: threading.Event) -> bool:
         """Wait until a request may start (after any pause, at the pace); False if stopping."""
-        while True:
+        while not stopping.is_set():
             with self._lock:
                 now = self._clock()
                 start = max(now, self._paused_until)
@@ -64,8 +64,8 @@ class Throttle:
                     if self._rate is not None:
                         self._next_slot = now + 1 / self._rate
                     return True
-            if stopping.wait(start - now):
-                return False
+            stopping.wait(start - now)
+        return False
 
     def on_success(self) -> None:
         with self._lock:

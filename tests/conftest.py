@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import signal
 from typing import TYPE_CHECKING
 
 import pytest
@@ -12,11 +14,33 @@ from target_recotap.emulator import EmulatorServer, EmulatorStore, Faults
 if TYPE_CHECKING:
     from collections.abc import Iterator
 
+# mutmut sets MUTANT_UNDER_TEST when it runs the tests (`make mutate`, docs/mutation.md).
+UNDER_MUTATION = "MUTANT_UNDER_TEST" in os.environ
+
 # Shared machines are noisy: judge hypothesis tests on what they find, not on their speed.
 settings.register_profile(
     "shared-machine", deadline=None, suppress_health_check=[HealthCheck.too_slow]
 )
-settings.load_profile("shared-machine")
+# Under mutation, a mutant is judged by the same examples on every run, not by those a fresh
+# seed happens to draw.
+settings.register_profile(
+    "mutation", settings.get_profile("shared-machine"), derandomize=True, database=None
+)
+settings.load_profile("mutation" if UNDER_MUTATION else "shared-machine")
+
+if UNDER_MUTATION:
+    from mutation import pytest_runtest_call  # noqa: F401  (a hook: pytest finds it here)
+
+
+@pytest.fixture(autouse=True)
+def _signal_handlers_restored():
+    """A target run in this process installs its SIGINT and SIGTERM handlers (the SDK does, in
+    its constructor); put back the previous ones, so that Ctrl-C still stops pytest."""
+    previous = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+    yield
+    for sig, handler in previous.items():
+        signal.signal(sig, handler)
+
 
 # --- Recotap emulator -------------------------------------------------------------------------
 

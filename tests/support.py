@@ -8,6 +8,8 @@ import os
 import socket
 import subprocess
 import sys
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -174,3 +176,12 @@ class LiveTarget:
         """Close stdin and wait; return the exit code, the STATEs not yet read, and the log."""
         out, err = self.process.communicate(timeout=timeout)
         return self.process.returncode, states_from(out), err
+
+
+def wait_until(condition: Callable[[], Any], what: str, timeout: float = 10) -> None:
+    """Poll ``condition`` until it holds; fail naming ``what`` if it does not within ``timeout``
+    (generous: the wait ends as soon as it holds, however loaded the machine)."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"not within {timeout} s: {what}"
+        time.sleep(0.01)

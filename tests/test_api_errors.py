@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import email.utils
+import errno
 import logging
+import random
 import socket
+import ssl
 import time
+from datetime import datetime
+from http.client import RemoteDisconnected
 
 import pytest
 from support import (
@@ -19,10 +25,25 @@ from support import (
     state,
     write_config,
 )
-from urllib3.connection import HTTPSConnection
-from urllib3.exceptions import NameResolutionError
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+    ProxyError,
+    ReadTimeoutError,
+    SSLError,
+)
 
-from target_recotap.client import RetryPolicy, describe_transport_error, parse_retry_after
+from target_recotap.client import (
+    RetryPolicy,
+    TransportFailure,
+    describe_transport_error,
+    parse_retry_after,
+)
+
+NO_RESPONSE = "a connection error with {where} (no response)"
 
 
 def test_wrong_key_fails_at_once_and_says_to_check_api_key(emulator, capsys, caplog):
@@ -77,15 +98,104 @@ def test_a_host_name_that_does_not_resolve_is_named_and_counts_as_a_wrong_addres
     assert failure.wrong_address
 
 
+def _refused():
+    error = NewConnectionError(HTTPConnection("127.0.0.1", 9), "Failed to establish a connection")
+    error.__cause__ = ConnectionRefusedError(errno.ECONNREFUSED, "Connection refused")
+    return error
+
+
+def _unreachable():
+    error = NewConnectionError(HTTPConnection("127.0.0.1", 9), "Failed to establish a connection")
+    error.__cause__ = OSError(errno.ENETUNREACH, "Network is unreachable")
+    return error
+
+
+NOT_TLS = ssl.SSLError(1, "[SSL: WRONG_VERSION_NUMBER] wrong version number (_ssl.c:1006)")
+EXPIRED = ssl.SSLError(1, "[SSL: TLSV1_ALERT_INTERNAL_ERROR] tlsv1 alert internal error")
+
+
+@pytest.mark.parametrize(
+    ("error", "said", "wrong_address"),
+    [
+        (
+            NameResolutionError("eapi.recotap.invalid", HTTPConnection("x", 9), socket.gaierror()),
+            "cannot connect to {where} (the host name does not resolve)",
+            True,
+        ),
+        (_refused(), "cannot connect to {where} (connection refused)", True),
+        (_unreachable(), "cannot connect to {where} (network is unreachable)", False),
+        (
+            NewConnectionError(HTTPConnection("127.0.0.1", 9), "no cause"),
+            "cannot connect to {where} (no connection)",
+            False,
+        ),
+        (ConnectTimeoutError("connect timed out"), "cannot connect to {where} (timed out)", False),
+        (
+            ReadTimeoutError(None, "/deals", "read timed out"),
+            "a timeout waiting for {where} to answer",
+            False,
+        ),
+        (
+            SSLError(NOT_TLS),
+            "cannot connect to {where} (TLS handshake failed: the server does not speak TLS)",
+            True,
+        ),
+        (SSLError(EXPIRED), f"a TLS error with {{where}} ({EXPIRED})", False),
+        (
+            ProtocolError("Connection broken: IncompleteRead(10 bytes read)", None),
+            "a response from {where} cut short",
+            False,
+        ),
+        (
+            ProtocolError("Connection aborted.", RemoteDisconnected("closed")),
+            "{where} closed the connection without answering",
+            False,
+        ),
+        (
+            ProtocolError("Connection aborted.", ConnectionResetError(errno.ECONNRESET, "reset")),
+            "{where} reset the connection",
+            False,
+        ),
+        (ProtocolError("Connection aborted.", OSError("other")), NO_RESPONSE, False),
+        (ProtocolError("Connection aborted."), NO_RESPONSE, False),
+        (ProtocolError(), NO_RESPONSE, False),
+        (SSLError("not an ssl.SSLError"), NO_RESPONSE, False),
+    ],
+)
+def test_each_transport_failure_is_named_with_the_address_that_failed(error, said, wrong_address):
+    api, proxy = "eapi.recotap.invalid:443", "proxy.invalid:3128"
+    # Straight to Recotap, with or without a proxy set: the failure is Recotap's.
+    for proxy_address in (None, proxy):
+        failure = describe_transport_error(error, api, proxy_address)
+        assert failure == TransportFailure(said.format(where=api), wrong_address, via_proxy=False)
+    # The same failure reaching the proxy names the proxy; without one set, Recotap.
+    through = ProxyError("Unable to connect to proxy", error)
+    assert describe_transport_error(through, api, proxy) == TransportFailure(
+        said.format(where=f"the proxy {proxy}"), wrong_address, via_proxy=True
+    )
+    assert describe_transport_error(through, api, None) == TransportFailure(
+        said.format(where=api), wrong_address, via_proxy=False
+    )
+
+
+def arrival(request) -> datetime:
+    """When the emulator received a logged request (its timestamp is UTC with milliseconds)."""
+    return datetime.fromisoformat(request["timestamp"].replace("Z", "+00:00"))
+
+
 def test_429_with_retry_after_is_waited_out(emulator, capsys, caplog):
-    emulator.faults.retry_after = 0
-    emulator.faults.script.extend(["429", "429"])
+    # retry_initial_delay is 0.01 s: a retry a second later can only be Retry-After's doing.
+    emulator.faults.retry_after = 1
+    emulator.faults.script.append("429")
     with caplog.at_level(logging.WARNING):
         outcome = run_in_process(config_for(emulator), deals_messages([deal(1)]), capsys)
     assert outcome.exit_code == 0
     assert "deal-1" in emulator.store.deals()
-    assert [r["status"] for r in emulator.store.requests()] == [429, 429, 200]
-    assert "retry 2 of 8" in caplog.text
+    refused, retried = emulator.store.requests()
+    assert (refused["status"], retried["status"]) == (429, 200)
+    waited = (arrival(retried) - arrival(refused)).total_seconds()
+    assert 0.99 <= waited < 10  # the timestamps are cut to the millisecond
+    assert "retry 1 of 8 in 1.0 s" in caplog.text
 
 
 def test_5xx_then_success(emulator, capsys):
@@ -145,9 +255,22 @@ def test_retries_exhausted_exits_non_zero_without_a_state_ahead_of_the_data(
 
 def test_retry_after_in_both_forms():
     assert parse_retry_after("7") == 7
+    assert parse_retry_after(" 7 ") == 7
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470) == 10
-    assert parse_retry_after("soon") is None
-    policy = RetryPolicy(initial_delay=1, max_delay=8)
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412500) == 0  # past
+    assert 25 < parse_retry_after(email.utils.formatdate(time.time() + 30, usegmt=True)) <= 30
+    for unusable in ("soon", "-1", "", "  ", None):
+        assert parse_retry_after(unusable) is None
+
+
+def test_retry_waits_as_asked_or_back_off_exponentially_with_jitter():
+    policy = RetryPolicy(initial_delay=1, max_delay=8, rng=random.Random(7))
     assert policy.delay(1, "3") == 3
-    assert all(0.5 <= policy.delay(1, None) <= 1 for _ in range(20))
-    assert all(4 <= policy.delay(6, None) <= 8 for _ in range(20))
+    assert policy.delay(1, "900") == 600  # max_retry_after
+    # The n-th retry waits between half and all of 2**(n-1) s, up to max_delay.
+    for retry, low, high in ((1, 0.5, 1), (3, 2, 4), (6, 4, 8)):
+        waits = [policy.delay(retry, None) for _ in range(200)]
+        assert all(low <= wait <= high for wait in waits)
+        # Jitter: the whole range is used.
+        assert min(waits) < low * 1.1
+        assert max(waits) > high * 0.9

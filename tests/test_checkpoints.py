@@ -16,6 +16,8 @@ def test_waiting_state_is_written_once_its_records_settle():
     checkpoints.received({"s": 1}, after_record=3)
     checkpoints.advance(first_unsettled=2)
     assert written == []
+    checkpoints.advance(first_unsettled=3)  # record 3 itself is not settled yet
+    assert written == []
     checkpoints.advance(first_unsettled=4)
     assert written == [{"s": 1}]
 
@@ -60,9 +62,9 @@ def gated_lines(messages, target, gates):
         yield line
 
 
-def run_gated(emulator, messages, gates):
+def run_gated(emulator, messages, gates, **config):
     SnapshotTarget.emulator = emulator
-    target = SnapshotTarget(config=config_for(emulator))
+    target = SnapshotTarget(config=config_for(emulator, **config))
     target.snapshots = []
     assert target.run(gated_lines(messages, target, gates)) == 0
     return target.snapshots
@@ -123,3 +125,17 @@ def test_a_stopped_run_writes_no_state_after_its_stop_line():
     checkpoints.advance(first_unsettled=None)
     assert written == []
     assert checkpoints.last_written is None
+
+
+def test_a_state_waits_for_the_record_just_before_it_while_that_is_in_flight(emulator):
+    # One deal a request, each answered after 200 ms: when a STATE is read, the deal just
+    # before it is in flight and every earlier one has landed, the exact boundary.
+    emulator.faults.latency_ms = 200
+    messages = [schema("deals")]
+    for n in range(1, 4):
+        messages += [record("deals", deal(n)), state({"after": n})]
+    # Before each deal after the first: the STATE before it is written.
+    snapshots = run_gated(emulator, messages, gates={3: 1, 5: 2}, batch_size_rows=1)
+    assert [(s["after"], stored) for s, stored in snapshots] == [
+        (n, {f"deal-{i}" for i in range(1, n + 1)}) for n in range(1, 4)
+    ]

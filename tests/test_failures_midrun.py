@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import concurrent.futures
 import signal
-import time
 
 from support import (
     LiveTarget,
@@ -17,6 +16,7 @@ from support import (
     schema,
     state,
     states_from,
+    wait_until,
     write_config,
 )
 
@@ -31,7 +31,7 @@ def test_sigterm_stops_sending_and_writes_no_state_beyond_what_is_settled(emulat
     target.send([schema("deals"), *batch(0), state({"s": "A"})])
     assert target.next_state() == {"s": "A"}
     target.send([*batch(100), state({"s": "B"}), *batch(200, 10), state({"s": "C"})])
-    time.sleep(0.5)  # the second batch is now in flight
+    wait_until(lambda: len(emulator.store.requests()) >= 2, "the second batch in flight")
     target.process.send_signal(signal.SIGTERM)
     code, states, log = target.finish()
     assert code == 1

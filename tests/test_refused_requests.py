@@ -50,6 +50,22 @@ def test_a_413_batch_is_split_until_it_fits(emulator, capsys):
     assert statuses.count(200) >= 4
 
 
+def test_after_a_413_the_limit_learned_holds_for_the_rest_of_the_run(emulator, capsys):
+    emulator.faults.body_limit = 20_000
+    # Deals of one size (about 560 bytes), so that a body's size follows its deal count: 25
+    # fit in the limit, 50 do not. One request at a time, so that the order is the run's own.
+    deals = [deal(f"{n:03d}", ownerName="x" * 500) for n in range(300)]
+    outcome = run_in_process(
+        config_for(emulator, max_concurrent_requests=1), deals_messages(deals), capsys
+    )
+    assert outcome.exit_code == 0
+    assert len(emulator.store.deals()) == 300
+    sent = [(r["status"], r["items"]) for r in emulator.store.requests()]
+    # The first batch of 100 is refused, then its first half: the limit is now below 50
+    # deals. The other half and the two later batches are split before they are sent.
+    assert sent == [(413, 100), (413, 50)] + [(200, 25)] * 12
+
+
 def test_a_deal_too_large_on_its_own_is_rejected(emulator, capsys, tmp_path):
     dead_letter = tmp_path / "rejected.jsonl"
     emulator.faults.body_limit = 5_000

@@ -1,4 +1,5 @@
-"""HTTPS: the certificate is verified against certifi's CAs or REQUESTS_CA_BUNDLE."""
+"""HTTPS: the certificate is verified against certifi's CAs, or REQUESTS_CA_BUNDLE's (or
+CURL_CA_BUNDLE's), as requests does."""
 
 from __future__ import annotations
 
@@ -35,12 +36,13 @@ def no_ca_settings(monkeypatch):
     return monkeypatch
 
 
-def test_deals_arrive_over_https_with_the_ca_from_requests_ca_bundle(
-    https_emulator, authority, no_ca_settings, tmp_path, capsys
+@pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+def test_deals_arrive_over_https_with_the_ca_from_the_environment(
+    https_emulator, authority, no_ca_settings, tmp_path, capsys, variable
 ):
     bundle = tmp_path / "ca.pem"
     authority.cert_pem.write_to_path(str(bundle))
-    no_ca_settings.setenv("REQUESTS_CA_BUNDLE", str(bundle))
+    no_ca_settings.setenv(variable, str(bundle))
     assert https_emulator.url.startswith("https://127.0.0.1:")
 
     outcome = run_in_process(config_for(https_emulator), deals_messages([deal(1)]), capsys)
@@ -57,7 +59,9 @@ def test_an_untrusted_certificate_stops_the_run_at_once_saying_what_to_set(
 
     assert outcome.exit_code == 1
     assert "TLS certificate of https://127.0.0.1:" in caplog.text
-    assert "set REQUESTS_CA_BUNDLE" in caplog.text
+    assert "; behind a TLS-inspecting proxy, set REQUESTS_CA_BUNDLE to its CA bundle" in (
+        caplog.text
+    )
     assert "retry" not in caplog.text  # a refused certificate is not worth a retry
     assert https_emulator.store.requests() == []
 
