@@ -9,6 +9,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
 from support import (
     config_for,
     deal,
@@ -269,8 +270,21 @@ def test_a_pipeline_rejected_by_the_api_is_named_by_its_pipeline_id(emulator, tm
     assert "Rejected deal_stages record 'p-9': Recotap refused it" in run.stderr
 
 
+# A full disk, as the target meets it: a write that fails with an OSError. Files of at most
+# one byte, set in the child itself (not /dev/full: under mutation testing, a mutant of the
+# dead letter's move-aside renamed that device).
+ONE_BYTE_FILES = (
+    "import resource, runpy, sys; "
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (1, 1)); "
+    "sys.argv[0] = 'target-recotap'; "
+    "runpy.run_module('target_recotap', run_name='__main__')"
+)
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="uses RLIMIT_FSIZE")
 def test_a_dead_letter_that_cannot_be_written_stops_the_run_in_one_line(emulator, tmp_path):
-    config = config_for(emulator, dead_letter_path="/dev/full", max_rejected_records=10)
+    dead_letter = tmp_path / "rejected.jsonl"
+    config = config_for(emulator, dead_letter_path=str(dead_letter), max_rejected_records=10)
     messages = [
         *deals_messages([deal(1)]),
         state({"s": 1}),
@@ -278,12 +292,21 @@ def test_a_dead_letter_that_cannot_be_written_stops_the_run_in_one_line(emulator
         record("deals", deal(3)),
         state({"s": 2}),
     ]
-    run = run_cli(["--config", str(write_config(tmp_path, config))], messages)
+    run = subprocess.run(
+        [sys.executable, "-c", ONE_BYTE_FILES, "--config", str(write_config(tmp_path, config))],
+        input=to_lines(messages),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
     assert run.returncode == 1
     assert "Traceback" not in run.stderr
     stopped = [line for line in run.stderr.splitlines() if "ERROR" in line]
     assert len(stopped) == 1, run.stderr
-    assert "the dead letter '/dev/full' cannot be written (No space left on device)" in stopped[0]
+    assert (
+        f"the dead letter {str(dead_letter)!r} cannot be written (File too large)" in (stopped[0])
+    )
     assert "no rejection may go unrecorded: free space or change dead_letter_path" in stopped[0]
     # Nothing after the unrecorded rejection is checkpointed.
     assert {"s": 2} not in [json.loads(line) for line in run.stdout.splitlines()]
