@@ -195,7 +195,9 @@ def test_429_with_retry_after_is_waited_out(emulator, capsys, caplog):
     assert (refused["status"], retried["status"]) == (429, 200)
     waited = (arrival(retried) - arrival(refused)).total_seconds()
     assert 0.99 <= waited < 10  # the timestamps are cut to the millisecond
-    assert "retry 1 of 8 in 1.0 s" in caplog.text
+    assert "POST /deals: 429 ThrottlerException: Too Many Requests; retry 1 of 8 in 1.0 s" in [
+        r.getMessage() for r in caplog.records
+    ]
 
 
 def test_5xx_then_success(emulator, capsys):

@@ -12,7 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
-from support import free_port
+from support import free_port, wait_until
 
 from target_recotap.client import (
     USER_AGENT,
@@ -400,3 +400,26 @@ def test_without_a_port_in_api_url_the_port_of_its_scheme_is_named(scheme, port)
         str(failed.value)
         == f"GET /deal-stages: cannot connect to 127.0.0.1:{port} (connection refused)"
     )
+
+
+def test_a_retry_waiting_gives_up_at_once_when_the_run_stops(api):
+    api.answers.append(answer(503, b""))
+    client = RecotapClient(api.url, "a-key", retry=RetryPolicy(initial_delay=60))
+    outcome: list[BaseException] = []
+
+    def push() -> None:
+        try:
+            client.push_deals([DEAL])
+        except Stopped as stopped:
+            outcome.append(stopped)
+
+    sender = threading.Thread(target=push, daemon=True)
+    sender.start()
+    wait_until(lambda: api.received, "the first attempt")
+    client.stop()
+    sender.join(timeout=10)  # not the minute of back-off
+
+    assert not sender.is_alive()
+    assert [str(e) for e in outcome] == [
+        "POST /deals abandoned after 503 Service Unavailable: the run is stopping"
+    ]
