@@ -22,6 +22,7 @@ CAUGHT = frozenset({"killed", "timeout"})
 def main() -> None:
     config()  # read [tool.mutmut] from pyproject.toml
     not_caught: list[tuple[str, str]] = []
+    timed_out: list[str] = []
     for path in sorted(walk_mutatable_files()):
         data = SourceFileMutationData(path=path)
         data.load()
@@ -33,6 +34,11 @@ def main() -> None:
         others = ", ".join(f"{n} {s}" for s, n in sorted(counts.items()) if s != "killed")
         print(f"{path}: {caught} killed / {total} ({share}){f'; {others}' if others else ''}")
         not_caught += [(n, s) for n, s in sorted(statuses.items()) if s not in CAUGHT]
+        timed_out += [n for n, s in sorted(statuses.items()) if s == "timeout"]
+    if timed_out:
+        print(f"\n{len(timed_out)} counted killed for hanging (mutmut show NAME to check):")
+        for name in timed_out:
+            print(f"  {name}")
     if not_caught:
         print(f"\n{len(not_caught)} not killed (mutmut show NAME):")
         for name, status in not_caught:

@@ -12,6 +12,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 import pytest
+import urllib3
 from support import free_port, wait_until
 
 from target_recotap.client import (
@@ -20,6 +21,7 @@ from target_recotap.client import (
     AuthenticationFailed,
     PayloadTooLarge,
     PipelineConflict,
+    ProxyUnusable,
     RecotapClient,
     RequestRejected,
     RetryPolicy,
@@ -27,6 +29,7 @@ from target_recotap.client import (
     UnexpectedResponse,
     Violation,
     conflicting_pipeline_ids,
+    connections_for,
     encode_json,
 )
 from target_recotap.flow import Throttle
@@ -423,3 +426,24 @@ def test_a_retry_waiting_gives_up_at_once_when_the_run_stops(api):
     assert [str(e) for e in outcome] == [
         "POST /deals abandoned after 503 Service Unavailable: the run is stopping"
     ]
+
+
+@pytest.mark.parametrize("scheme", ["http", "https", "HTTPS"])
+def test_a_proxy_reached_over_http_or_https_is_used(monkeypatch, scheme):
+    monkeypatch.setenv("HTTP_PROXY", f"{scheme}://127.0.0.1:3128")
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+    connections = connections_for("http://127.0.0.1:9/api/v1", 1)
+
+    assert isinstance(connections, urllib3.ProxyManager)
+    assert connections.proxy.host == "127.0.0.1"
+
+
+def test_a_proxy_of_another_kind_is_refused_saying_so(monkeypatch):
+    monkeypatch.setenv("HTTP_PROXY", "ftp://127.0.0.1:21")
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+
+    with pytest.raises(ProxyUnusable, match=r"^the proxy from the environment is a ftp:// URL"):
+        connections_for("http://127.0.0.1:9/api/v1", 1)
