@@ -26,7 +26,7 @@ bench: $(READY)
 	$(BIN)/python bench/run_bench.py --deals $(DEALS)
 
 test: $(READY) lint
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n 2
 
 # Mutation testing of the modules where a quiet bug loses or corrupts data, against the fast
 # tests (tens of minutes on 2 cores; not part of `make test`). Starts afresh each time, so the
