@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 READY  := $(VENV)/.ready
 DEALS  ?= 100000
 
-.PHONY: setup demo bench test mutate lint format clean
+.PHONY: setup demo bench test pytest mutate lint format clean
 
 setup: $(READY)
 
@@ -25,7 +25,10 @@ demo: $(READY)
 bench: $(READY)
 	$(BIN)/python bench/run_bench.py --deals $(DEALS)
 
-test: $(READY) lint
+test: lint pytest
+
+# The suite alone (CI's test jobs: lint runs once, in its own job).
+pytest: $(READY)
 	$(BIN)/python -m pytest -n 2
 
 # Mutation testing of the modules where a quiet bug loses or corrupts data, against the fast
@@ -44,6 +47,7 @@ lint: $(READY)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 	$(BIN)/mypy target_recotap
+	$(BIN)/typos
 
 format: $(READY)
 	$(BIN)/ruff check --fix .
