@@ -41,5 +41,7 @@ def test_sdist_and_wheel_build_and_pass_twine_check(tmp_path):
     assert "target-recotap = target_recotap.target:TargetRecotap.cli" in scripts
     assert "recotap-emulator = target_recotap.emulator.cli:main" in scripts
     assert "target_recotap/emulator/app.py" in names
+    # PEP 561: type checkers read the package's own hints.
+    assert "target_recotap/py.typed" in names
     # The license the metadata declares ships with the wheel.
     assert any(n.endswith(".dist-info/licenses/LICENSE") for n in names)

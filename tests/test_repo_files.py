@@ -1,5 +1,6 @@
-"""CI workflows, dependabot and meltano.yml are valid against their published JSON schemas
-(check-jsonschema's bundled copies: no network)."""
+"""The repository's own files: CI workflows, dependabot and meltano.yml valid against their
+published JSON schemas (check-jsonschema's bundled copies: no network), the pre-commit hooks, and
+the release check."""
 
 from __future__ import annotations
 
@@ -9,7 +10,11 @@ from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+import yaml
+from check_release_tag import package_version, release_problems
 from packaging.version import Version
+
+import target_recotap
 
 ROOT = Path(__file__).parent.parent
 # check-jsonschema stops at 0.38 on Python 3.10, and 0.38's copy of Meltano's schema predates
@@ -44,3 +49,47 @@ def test_meltano_yml_uses_meltano_4_keys():
     assert not text.startswith("version:")
     assert "\nversion:" not in text
     assert "kind: password" not in text
+
+
+def test_pre_commit_config_is_valid_and_runs_the_lint_checks():
+    check = subprocess.run(
+        [sys.executable, "-m", "pre_commit", "validate-config", ".pre-commit-config.yaml"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    hooks = yaml.safe_load((ROOT / ".pre-commit-config.yaml").read_text())
+    ids = {hook["id"] for repo in hooks["repos"] for hook in repo["hooks"]}
+    assert {"ruff-check", "ruff-format", "typos", "mypy", "check-github-workflows"} <= ids
+
+
+def test_every_workflow_reads_the_repository_only():
+    for workflow in sorted((ROOT / ".github" / "workflows").glob("*.yml")):
+        assert yaml.safe_load(workflow.read_text())["permissions"] == {"contents": "read"}, (
+            workflow.name
+        )
+
+
+def test_a_release_tag_must_name_the_version_and_have_its_changelog_section():
+    version = package_version((ROOT / "target_recotap" / "__init__.py").read_text())
+    assert version == target_recotap.__version__
+    released = f"# Changelog\n\n## [{version}] - 2027-01-01\n\n- A change.\n"
+    assert release_problems(f"v{version}", version, released) == []
+    assert release_problems("v9.9.9", version, released) == [
+        f"the tag v9.9.9 does not name the package version {version} (v{version})"
+    ]
+    assert release_problems(f"v{version}", version, "# Changelog\n\n## [Unreleased]\n") == [
+        f"CHANGELOG.md has no '## [{version}]' section for this release"
+    ]
+    # As the release workflow runs it: the changelog has no section yet for an unreleased version.
+    run = subprocess.run(
+        [sys.executable, "scripts/check_release_tag.py", "v0.0.0-not-this"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 1
+    assert run.stderr.startswith("Not released: the tag v0.0.0-not-this does not name")
