@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import io
 import os
 import signal
 import sys
@@ -286,10 +287,14 @@ class TargetRecotap(Target):
         self._started = time.monotonic()
         self.progress.start()
         moved = None
+        source = file_input or self.message_reader.default_input
+        if isinstance(source, io.TextIOWrapper):
+            # A byte that is not UTF-8 would stop the run with a traceback, wherever it is:
+            # read as a lone surrogate, it rejects its record alone, and the dead letter keeps
+            # it as an escape. Standard input decodes so only under a C locale, --input never.
+            source.reconfigure(errors="surrogateescape")
         try:
-            moved = self._move_dead_letter_aside_if_read(
-                file_input or self.message_reader.default_input
-            )
+            moved = self._move_dead_letter_aside_if_read(source)
             code = self._run(file_input)
         except (RecotapError, DeadLetterUnwritable) as exc:
             self.client.stop()  # requests still in flight give up their retries

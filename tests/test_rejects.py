@@ -414,7 +414,17 @@ def test_the_dead_letter_holds_each_record_as_it_arrived_and_a_replay_rejects_it
     assert all(text in again for text in ODD_RECORDS)
 
 
-def test_undecodable_input_bytes_are_kept_as_escapes_that_replay_the_same(emulator, tmp_path):
+# However the input comes: standard input as Python opens it here, standard input decoded
+# strictly (as under a UTF-8 locale, Meltano's usual case), or a file named by --input.
+UNDECODABLE_INPUTS = {
+    "stdin": {},
+    "strict stdin": {"PYTHONIOENCODING": "utf-8:strict"},
+    "--input": None,
+}
+
+
+@pytest.mark.parametrize("how", UNDECODABLE_INPUTS)
+def test_undecodable_input_bytes_are_kept_as_escapes_that_replay_the_same(emulator, tmp_path, how):
     dead_letter = tmp_path / "rejected.jsonl"
     config = write_config(tmp_path, config_for(emulator, dead_letter_path=str(dead_letter)))
     source = tmp_path / "input.jsonl"
@@ -424,15 +434,19 @@ def test_undecodable_input_bytes_are_kept_as_escapes_that_replay_the_same(emulat
         b'"name":"Caf\xe9 in Latin-1"}}\n'
     )
     reason = "record 'deal-1': name holds a lone surrogate, which is not text"
-    with source.open("rb") as standard_input:  # only standard input lets such bytes through
+    command = [sys.executable, "-m", "target_recotap", "--config", str(config)]
+    env = UNDECODABLE_INPUTS[how]
+    with source.open("rb") as standard_input:
         first = subprocess.run(
-            [sys.executable, "-m", "target_recotap", "--config", str(config)],
-            stdin=standard_input,
+            command if env is not None else [*command, "--input", str(source)],
+            stdin=standard_input if env is not None else subprocess.DEVNULL,
+            env={**os.environ, **(env or {})},
             capture_output=True,
             timeout=60,
             check=False,
         )
     assert first.returncode == 3, first.stderr
+    assert b"Traceback" not in first.stderr
     (line,) = [m for m in dead_letter.read_text(encoding="utf-8").splitlines() if "RECORD" in m]
     assert '"name":"Caf\\udce9 in Latin-1"' in line
     assert json.loads(line)[REJECTION_KEY]["reason"] == reason
