@@ -176,6 +176,11 @@ class TargetRecotap(Target):
         stream = message_dict["stream"]
         if not isinstance(message_dict["schema"], dict):
             raise InvalidJSONSchema(f"the SCHEMA of stream {stream!r} is not a JSON object")
+        if "properties" not in message_dict["schema"]:  # the SDK requires it, in other words
+            raise InvalidJSONSchema(
+                f"the SCHEMA of stream {stream!r} has no 'properties': "
+                "a tap must declare its fields"
+            )
         self.rejects.remember_schema(message_dict)
         super()._process_schema_message(message_dict)
         for stream_map in self.mapper.stream_maps[stream]:

@@ -50,6 +50,10 @@ from target_recotap.validation import is_multiple
             json.dumps(schema("deals", {"type": "object", "properties": {"a": {"type": 5}}})),
             "the SCHEMA is not valid JSON Schema",
         ),
+        (
+            json.dumps(schema("deals", {"type": "object"})),
+            "the SCHEMA of stream 'deals' has no 'properties': a tap must declare its fields",
+        ),
     ],
 )
 def test_bad_line_settles_what_came_before_and_names_the_line(
