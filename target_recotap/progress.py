@@ -10,7 +10,7 @@ if TYPE_CHECKING:
     import logging
     from collections.abc import Collection, Mapping
 
-    from target_recotap.sinks.base import StreamStats
+    from target_recotap.sinks.context import StreamStats
 
 
 class ProgressLog:

@@ -27,6 +27,8 @@ from typing import IO, Any
 
 from singer_sdk.singerlib.json import serialize_json
 
+from target_recotap.settlement import Received
+
 REJECTION_KEY = "recotap_rejection"
 
 # A JSON string, or a character that opens, closes or separates: all it takes to find the
@@ -53,17 +55,6 @@ class MovedAside:
 
 class DeadLetterUnwritable(Exception):
     """The dead letter cannot be written: the run stops, so that no rejection goes unrecorded."""
-
-
-@dataclass(slots=True)
-class Received:
-    """A RECORD message as read: its place among the records (1 for the first), the message,
-    and the input line it came on, with that line's number (what a person can find)."""
-
-    position: int
-    message: dict[str, Any]
-    line: str
-    line_number: int
 
 
 def record_label(

@@ -8,11 +8,9 @@ import io
 import os
 import signal
 import sys
-import threading
 import time
-from collections import defaultdict
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, cast
 
 import click
 from singer_sdk import Target, metrics
@@ -27,7 +25,6 @@ from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.plugin_base import _ConfigInput
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
-from target_recotap.checkpoints import Checkpoints
 from target_recotap.client import (
     DEALS_PATH,
     PIPELINES_PATH,
@@ -41,7 +38,7 @@ from target_recotap.dry_run import DryRunClient
 from target_recotap.flow import Dispatcher, Throttle
 from target_recotap.progress import ProgressLog
 from target_recotap.reader import LineCountingReader
-from target_recotap.rejects import DeadLetterUnwritable, MovedAside, Received, RejectLog
+from target_recotap.rejects import DeadLetterUnwritable, MovedAside, RejectLog
 from target_recotap.settings import (
     CONFIG_SCHEMA,
     DEFAULT_API_URL,
@@ -51,12 +48,15 @@ from target_recotap.settings import (
     config_problems,
     without_secret_values,
 )
+from target_recotap.settlement import SettlementLedger
 from target_recotap.sinks import (
     DealsSink,
     DealStagesSink,
+    InputProgress,
     RecotapSink,
+    SinkContext,
     SkippedStreamSink,
-    StreamStats,
+    StreamSink,
 )
 from target_recotap.wording import plural
 
@@ -66,7 +66,7 @@ if TYPE_CHECKING:
 
     from singer_sdk.sinks import Sink
 
-SINKS: dict[str, type[Sink]] = {"deals": DealsSink, "deal_stages": DealStagesSink}
+SINKS: dict[str, type[RecotapSink]] = {"deals": DealsSink, "deal_stages": DealStagesSink}
 ENDPOINTS = {"deals": DEALS_PATH, "deal_stages": PIPELINES_PATH}
 INPUT_ERRORS = (
     InvalidInputLine,
@@ -113,20 +113,18 @@ class TargetRecotap(Target):
         # replay would otherwise append to the file it reads.
         dead_letter = None if self.config.get("dry_run") else self.config.get("dead_letter_path")
         self.rejects = RejectLog(self.logger, dead_letter)
-        self.checkpoints = Checkpoints(self._write_state_message)
-        self.stream_stats: defaultdict[str, StreamStats] = defaultdict(StreamStats)
+        self.ledger = SettlementLedger(self._write_state_message)
+        self.input = InputProgress()
+        self.sink_context = SinkContext(
+            self.client, self.dispatcher, self.ledger, self.rejects, self.input
+        )
         self.progress = ProgressLog(
             self.logger,
-            self.stream_stats,
+            self.sink_context.stream_stats,
             SINKS,
             float(self.config.get("progress_interval", DEFAULT_PROGRESS_INTERVAL)),
             dry_run=isinstance(self.client, DryRunClient),
         )
-        self._records_read = 0
-        self._checkpoint_lock = threading.Lock()
-        # input_finished: no more records will come (at the end, or at a bad line), so all
-        # that is buffered goes; input_complete: the input was read to its end.
-        self.input_finished = self.input_complete = False
 
     def _prepare_output_files(self) -> list[str]:
         """Create the folders of the files this run writes; say which cannot be written."""
@@ -163,7 +161,7 @@ class TargetRecotap(Target):
 
     # Streams ------------------------------------------------------------------------------
 
-    def get_sink_class(self, stream_name: str) -> type[Sink]:
+    def get_sink_class(self, stream_name: str) -> type[RecotapSink | SkippedStreamSink]:
         if stream_name not in SINKS and self.config.get("fail_on_unknown_streams"):
             raise InputError(
                 f"stream {stream_name!r} is not one this target loads (deals, deal_stages), "
@@ -184,11 +182,16 @@ class TargetRecotap(Target):
         self.rejects.remember_schema(message_dict)
         super()._process_schema_message(message_dict)
         for stream_map in self.mapper.stream_maps[stream]:
-            sink = self._sinks_active.get(stream_map.stream_alias)
-            if isinstance(sink, RecotapSink):
+            sink = self._stream_sink(stream_map.stream_alias)
+            if sink is not None:
                 sink.use_schema(
                     stream, stream_map.transformed_schema, stream_map.transformed_key_properties
                 )
+
+    def _stream_sink(self, stream_name: str) -> StreamSink | None:
+        """The sink of ``stream_name``, if there is one yet: one of this target's (``SINKS``, or
+        ``SkippedStreamSink``), as ``get_sink_class`` chose."""
+        return cast("StreamSink | None", self._sinks_active.get(stream_name))
 
     def get_sink(
         self,
@@ -216,9 +219,10 @@ class TargetRecotap(Target):
         raw = message_dict["record"]
         if type(raw) is not dict:
             raise InvalidInputLine("the RECORD message's 'record' is not a JSON object")
-        self._records_read += 1
         reader = self.message_reader
-        received = Received(self._records_read, message_dict, reader.line, reader.line_number)
+        # Held by the reader until routed. A record whose routing fails stays unsettled: the run
+        # stops at its line, and no STATE after it is written.
+        received = self.ledger.receive(message_dict, reader.line, reader.line_number)
         stream_name = message_dict["stream"]
         if stream_name not in self.mapper.stream_maps:
             self._assert_sink_exists(stream_name)
@@ -229,26 +233,25 @@ class TargetRecotap(Target):
             try:
                 record = stream_map.transform(raw if unchanged else copy.copy(raw))
             except Exception as exc:  # a map expression is the user's code: it can raise anything
-                sink = self._sinks_active.get(stream_map.stream_alias)
-                if isinstance(sink, RecotapSink):
-                    sink.reject_unmapped(received, f"the stream map failed on it: {_why(exc)}")
+                failed = self._stream_sink(stream_map.stream_alias)
+                if failed is not None:
+                    failed.reject_unmapped(received, f"the stream map failed on it: {_why(exc)}")
                 continue
             if record is None:
                 continue
             sink = self.get_sink(stream_map.stream_alias, record=record)
-            sink.accept(record, received)  # type: ignore[attr-defined]
+            cast("StreamSink", sink).accept(record, received)  # a sink of this target's
             sink.record_counter_metric.increment()
             if sink.is_full:
                 self.drain_one(sink)
-        # No checkpoint here: a STATE becomes safe only when it arrives or a batch settles.
+        self.ledger.settle((received,))  # routed: now held by the sinks that buffered it, if any
         self._handle_max_record_age()
 
     def _process_state_message(self, message_dict: dict) -> None:
         self._assert_line_requires(message_dict, requires={"value"})
         if self.config.get("dry_run"):
             return  # nothing reaches Recotap, so the tap's bookmarks must not move
-        self.checkpoints.received(message_dict["value"], after_record=self._records_read)
-        self.checkpoint()
+        self.ledger.state(message_dict["value"])
 
     def _process_activate_version_message(self, message_dict: dict) -> None:
         self._assert_line_requires(message_dict, requires={"stream", "version"})
@@ -258,26 +261,15 @@ class TargetRecotap(Target):
     def _process_batch_message(self, message_dict: dict) -> None:
         raise InputError("BATCH messages are not supported: run the tap without batch mode")
 
-    def checkpoint(self) -> None:
-        """Write the newest STATE whose records are all settled (from any thread)."""
-        with self._checkpoint_lock:
-            sinks = [*self._sinks_to_clear, *self._sinks_active.values()]
-            positions = [
-                position
-                for sink in sinks
-                if (position := sink.first_unsettled) is not None  # type: ignore[attr-defined]
-            ]
-            self.checkpoints.advance(min(positions, default=None))
-
     def process_endofpipe(self) -> None:
-        self.input_finished = self.input_complete = True
+        self.input.finished = self.input.complete = True
         super().process_endofpipe()
         self._settle()
 
     def _settle(self) -> None:
-        """Wait for every request in flight, write the STATE that makes safe, then report."""
+        """Wait for every request in flight (the ledger writes the STATEs they make safe), then
+        report."""
         self.dispatcher.wait_all()
-        self.checkpoint()
         pipelines = self._sinks_active.get("deal_stages")
         if isinstance(pipelines, DealStagesSink):
             pipelines.report_existing()
@@ -358,9 +350,8 @@ class TargetRecotap(Target):
 
     def _stop_checkpoints(self) -> str:
         """Write no further STATE (requests may still land), and say where a rerun resumes."""
-        with self._checkpoint_lock:
-            self.checkpoints.stop()
-        if self.checkpoints.last_written is not None:
+        self.ledger.stop()
+        if self.ledger.last_written is not None:
             return "Run again to continue from the last STATE written"
         return "No STATE was written: a rerun starts where this run started"
 
@@ -372,7 +363,7 @@ class TargetRecotap(Target):
                 "Input line %d: %s", self.message_reader.line_number, _first_sentence(exc)
             )
             # What was read before the bad line is still delivered and checkpointed.
-            self.input_finished = True
+            self.input.finished = True
             self.drain_all()
             self._settle()
             return EXIT_FAILED
@@ -420,7 +411,7 @@ class TargetRecotap(Target):
                 metrics.log(logger, point)
 
     def _log_summary(self) -> None:
-        for stream, stats in self.stream_stats.items():
+        for stream, stats in self.sink_context.stream_stats.items():
             if stream not in SINKS:
                 self.logger.warning(
                     "Skipped stream %r (%d records): this target loads only deals and "

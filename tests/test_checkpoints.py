@@ -4,39 +4,120 @@ from __future__ import annotations
 
 import time
 
+from hypothesis import given
+from hypothesis import strategies as st
 from support import config_for, deal, pipeline, record, schema, state, to_lines
 
-from target_recotap.checkpoints import Checkpoints
+from target_recotap.settlement import Received, SettlementLedger
 from target_recotap.target import TargetRecotap
+
+
+def buffered(ledger: SettlementLedger, count: int) -> list[Received]:
+    """Read ``count`` records, each routed to one sink that holds it."""
+    records = []
+    for _ in range(count):
+        received = ledger.receive({}, "", 0)
+        ledger.hold(received)
+        ledger.settle([received])  # the reader lets go once it is routed
+        records.append(received)
+    return records
 
 
 def test_waiting_state_is_written_once_its_records_settle():
     written = []
-    checkpoints = Checkpoints(written.append)
-    checkpoints.received({"s": 1}, after_record=3)
-    checkpoints.advance(first_unsettled=2)
+    ledger = SettlementLedger(written.append)
+    first, second, third = buffered(ledger, 3)
+    ledger.state({"s": 1})
+    ledger.settle([first])
     assert written == []
-    checkpoints.advance(first_unsettled=3)  # record 3 itself is not settled yet
+    ledger.settle([second])  # record 3 itself is not settled yet
     assert written == []
-    checkpoints.advance(first_unsettled=4)
+    ledger.settle([third])
     assert written == [{"s": 1}]
 
 
 def test_only_the_newest_safe_state_is_written_and_never_twice():
     written = []
-    checkpoints = Checkpoints(written.append)
-    checkpoints.received({"s": 1}, after_record=1)
-    checkpoints.received({"s": 2}, after_record=2)
-    checkpoints.received({"s": 3}, after_record=9)
-    checkpoints.advance(first_unsettled=5)
+    ledger = SettlementLedger(written.append)
+    (first,) = buffered(ledger, 1)
+    ledger.state({"s": 1})
+    (second,) = buffered(ledger, 1)
+    ledger.state({"s": 2})
+    rest = buffered(ledger, 7)
+    ledger.state({"s": 3})
+    ledger.settle([first, second, *rest[:2]])
     assert written == [{"s": 2}]
     # s3 is overtaken by a repeat of s2 before it is safe: s2 stands, nothing to write.
-    checkpoints.received({"s": 2}, after_record=9)
-    checkpoints.advance(first_unsettled=None)
+    ledger.state({"s": 2})
+    ledger.settle(rest[2:])
     assert written == [{"s": 2}]
-    checkpoints.received({"s": 4}, after_record=9)
-    checkpoints.advance(first_unsettled=None)
+    ledger.state({"s": 4})
     assert written == [{"s": 2}, {"s": 4}]
+
+
+def test_a_record_held_by_two_sinks_settles_when_both_let_go():
+    written = []
+    ledger = SettlementLedger(written.append)
+    received = ledger.receive({}, "", 0)
+    ledger.hold(received)  # a stream map sends it to two streams
+    ledger.hold(received)
+    ledger.settle([received])  # routed
+    ledger.state({"s": 1})
+    ledger.settle([received])
+    assert written == []
+    ledger.settle([received])
+    assert written == [{"s": 1}]
+
+
+# A run as the ledger sees it: records read (each held by 0 to 2 sinks), STATEs read, and
+# holds let go in any order (batches landing out of order, records rejected).
+STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("record"), st.integers(0, 2)),
+        st.tuples(st.just("state"), st.just(0)),
+        st.tuples(st.just("settle"), st.integers(0, 10**6)),
+    ),
+    max_size=60,
+)
+
+
+@given(STEPS)
+def test_no_state_is_ahead_of_an_unsettled_record_and_the_newest_safe_one_is_written(steps):
+    holders: dict[int, int] = {}  # the model: position -> holds not yet let go
+    held: list[Received] = []  # one entry per hold not yet let go
+    states: list[tuple[int, dict]] = []  # (records read before it, STATE)
+    written: list[dict] = []
+
+    def write(value):
+        after = next(read for read, state_value in states if state_value is value)
+        unsettled = [p for p, count in holders.items() if count and p <= after]
+        assert unsettled == [], f"STATE {value} written with records {unsettled} unsettled"
+        written.append(value)
+
+    ledger = SettlementLedger(write)
+    read = 0
+    for kind, number in steps:
+        if kind == "record":
+            read += 1
+            holders[read] = 1
+            received = ledger.receive({}, "", read)
+            for _ in range(number):
+                holders[read] += 1
+                ledger.hold(received)
+                held.append(received)
+            holders[read] -= 1  # routed
+            ledger.settle([received])
+        elif kind == "state":
+            states.append((read, {"after": read, "n": len(states)}))
+            ledger.state(states[-1][1])
+        elif held:
+            received = held.pop(number % len(held))
+            holders[received.position] -= 1
+            ledger.settle([received])
+        oldest_unsettled = min((p for p, count in holders.items() if count), default=read + 1)
+        safe = [value for after, value in states if after < oldest_unsettled]
+        assert ledger.last_written == (safe[-1] if safe else None)
+    assert [value["n"] for value in written] == sorted({value["n"] for value in written})
 
 
 class SnapshotTarget(TargetRecotap):
@@ -119,12 +200,13 @@ def test_a_stopped_run_writes_no_state_after_its_stop_line():
     # The stop line says which STATE was written last; a request landing after it must not
     # make that untrue.
     written = []
-    checkpoints = Checkpoints(written.append)
-    checkpoints.received({"s": 1}, after_record=1)
-    checkpoints.stop()
-    checkpoints.advance(first_unsettled=None)
+    ledger = SettlementLedger(written.append)
+    (received,) = buffered(ledger, 1)
+    ledger.state({"s": 1})
+    ledger.stop()
+    ledger.settle([received])
     assert written == []
-    assert checkpoints.last_written is None
+    assert ledger.last_written is None
 
 
 def test_a_state_waits_for_the_record_just_before_it_while_that_is_in_flight(emulator):

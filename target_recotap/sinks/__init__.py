@@ -1,8 +1,18 @@
 """One sink per stream kind: deals, deal_stages, and streams this target skips."""
 
-from target_recotap.sinks.base import RecotapSink, StreamStats
+from target_recotap.sinks.base import RecotapSink
+from target_recotap.sinks.context import InputProgress, SinkContext, StreamSink, StreamStats
 from target_recotap.sinks.deal_stages import DealStagesSink
 from target_recotap.sinks.deals import DealsSink
 from target_recotap.sinks.skipped import SkippedStreamSink
 
-__all__ = ["DealStagesSink", "DealsSink", "RecotapSink", "SkippedStreamSink", "StreamStats"]
+__all__ = [
+    "DealStagesSink",
+    "DealsSink",
+    "InputProgress",
+    "RecotapSink",
+    "SinkContext",
+    "SkippedStreamSink",
+    "StreamSink",
+    "StreamStats",
+]

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import abc
-import itertools
-import threading
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from functools import partial
 from typing import TYPE_CHECKING, Any
 
@@ -16,29 +14,13 @@ from singer_sdk.sinks import BatchSink
 
 from target_recotap.client import PayloadTooLarge, RequestRejected
 from target_recotap.normalize import InvalidRecord, pick, to_text
+from target_recotap.sinks.context import context_of
 from target_recotap.validation import RecordValidator
 
 if TYPE_CHECKING:
-    from target_recotap.rejects import Received
-    from target_recotap.target import TargetRecotap
+    from singer_sdk import Target
 
-
-@dataclass
-class StreamStats:
-    """Counts for a stream's end-of-run summary; ``add`` is safe from the sending threads."""
-
-    received: int = 0
-    sent: int = 0
-    accepted: int = 0
-    skipped_existing: int = 0
-    rejected: int = 0
-    merged: int = 0
-    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
-
-    def add(self, **counts: int) -> None:
-        with self._lock:
-            for name, count in counts.items():
-                setattr(self, name, getattr(self, name) + count)
+    from target_recotap.settlement import Received
 
 
 class _UnloggedTimer(metrics.Timer):
@@ -52,16 +34,14 @@ class Item:
 
     key: str
     body: dict[str, Any]
-    sources: list[Received]
-    since: int  # position of the first record folded into this item: unsettled until it lands
+    sources: list[Received]  # each held in the ledger by this sink until the item lands
 
 
 class RecotapSink(BatchSink, abc.ABC):
     """A sink fed by ``accept``: it validates and normalises, or rejects with a reason.
 
-    Batches go to the target's dispatcher. A record is unsettled from the moment it is buffered
-    until the request carrying it succeeded (or it was rejected): ``first_unsettled`` is the
-    oldest such record's position, which is what the target's checkpoints wait for.
+    Batches go to the run's dispatcher. A record this sink buffers is held in the settlement
+    ledger (``hold``) until the request carrying it landed, or it was rejected (``settle``).
     """
 
     #: The fields that hold the ID Recotap knows a record by (the item's key), in that order.
@@ -69,23 +49,22 @@ class RecotapSink(BatchSink, abc.ABC):
 
     def __init__(
         self,
-        target: TargetRecotap,
+        target: Target,
         stream_name: str,
         schema: dict,
         key_properties: Sequence[str] | None,
     ) -> None:
         super().__init__(target, stream_name, schema, key_properties)
-        self._validate = bool(target.config.get("validate_records", True))
+        context = context_of(target)
+        self._validate = bool(self.config.get("validate_records", True))
         # Source stream -> (validator, key properties): several streams may map onto this one.
         self._schemas: dict[str, tuple[RecordValidator | None, Sequence[str]]] = {}
-        self.target = target
-        self.client = target.client
-        self.rejects = target.rejects
-        self.stats = target.stream_stats[stream_name]
-        self._buffered_from: int | None = None
-        self._in_flight: dict[int, int] = {}
-        self._in_flight_lock = threading.Lock()
-        self._batch_ids = itertools.count()
+        self.client = context.client
+        self.dispatcher = context.dispatcher
+        self.ledger = context.ledger
+        self.rejects = context.rejects
+        self.input = context.input
+        self.stats = context.stream_stats[stream_name]
 
     def use_schema(self, source: str, schema: dict, key_properties: Sequence[str] | None) -> None:
         """Judge records from ``source`` by this schema from now on."""
@@ -106,46 +85,22 @@ class RecotapSink(BatchSink, abc.ABC):
         """
         return _UnloggedTimer(metrics.Metric.BATCH_PROCESSING_TIME)
 
-    @property
-    def first_unsettled(self) -> int | None:
-        """Position of the oldest record this sink holds unsettled, or None."""
-        with self._in_flight_lock:
-            positions = list(self._in_flight.values())
-        if self._buffered_from is not None:
-            positions.append(self._buffered_from)
-        return min(positions, default=None)
-
-    def note_buffered(self, received: Received) -> None:
-        if self._buffered_from is None:
-            self._buffered_from = received.position
-
-    def note_unbuffered(self, still_buffered: Iterable[Item]) -> None:
-        """After a batch left the buffer: the oldest record still in it, if any."""
-        self._buffered_from = min((item.since for item in still_buffered), default=None)
-
     def dispatch(self, batch: list[Item], send: Callable[[list[Item]], None]) -> None:
-        """Send one batch through the dispatcher; its records stay unsettled until it lands.
-
-        Register the batch in flight before the caller drops it from the buffer, so that a
-        checkpoint taken meanwhile (from a sending thread) never overlooks it.
-        """
-        batch_id = next(self._batch_ids)
-        with self._in_flight_lock:
-            self._in_flight[batch_id] = min(item.since for item in batch)
-        self.target.dispatcher.submit(
+        """Send one batch through the dispatcher; its records settle once it has landed."""
+        self.dispatcher.submit(
             frozenset(item.key for item in batch),
             partial(self.deliver, batch, send),
-            partial(self._settled, batch_id),
+            partial(self._landed, batch),
         )
 
-    def _settled(self, batch_id: int) -> None:
-        with self._in_flight_lock:
-            del self._in_flight[batch_id]
-        self.target.checkpoint()
+    def _landed(self, batch: list[Item]) -> None:
+        """Every item of ``batch`` is accepted, skipped or rejected: none is held any more."""
+        self.ledger.settle(received for item in batch for received in item.sources)
 
     @abc.abstractmethod
     def add(self, record: dict[str, Any], received: Received) -> None:
-        """Buffer a valid record; raise ``InvalidRecord`` if it cannot be sent."""
+        """Buffer a valid record, held in the ledger; raise ``InvalidRecord`` if it cannot be
+        sent (the reader then settles it, rejected)."""
 
     def accept(self, record: dict[str, Any], received: Received) -> None:
         """Take one record: buffer it, or reject it with the reason."""

@@ -18,8 +18,8 @@ from typing import Any
 
 from target_recotap.client import PIPELINES_PATH, PipelineConflict, RecotapError
 from target_recotap.normalize import PIPELINE_ID_NAMES, JSONNumber, pipeline_part
-from target_recotap.rejects import Received
 from target_recotap.settings import PIPELINES_PER_REQUEST
+from target_recotap.settlement import Received
 from target_recotap.sinks.base import Item, RecotapSink
 from target_recotap.wording import plural
 
@@ -74,7 +74,7 @@ class DealStagesSink(RecotapSink):
             if order is not None:
                 draft.orders[stage_id] = order
         draft.sources.append(received)
-        self.note_buffered(received)
+        self.ledger.hold(received)
 
     def reject(
         self, sources: Sequence[Received], reason: str, record_id: str | None = None
@@ -86,14 +86,14 @@ class DealStagesSink(RecotapSink):
         whole pipeline at once. A record with no usable pipelineId holds nothing back.
         """
         super().reject(sources, reason, record_id)
-        if record_id is not None and not self.target.input_finished:
+        if record_id is not None and not self.input.finished:
             why = f"the record on input line {sources[0].line_number} was rejected: {reason}"
             self._held_back.setdefault(record_id, why)
 
     def process_batch(self, context: dict) -> None:
-        if not self.target.input_finished:
+        if not self.input.finished:
             return
-        if not self.target.input_complete:
+        if not self.input.complete:
             # Stopped at a bad line: what came after it may hold more of these pipelines'
             # stages, and a pipeline can be created only once. They stay unsettled, so no
             # STATE passes them, and a rerun that reads its input to the end sends them whole.
@@ -110,23 +110,26 @@ class DealStagesSink(RecotapSink):
             held_back = self._held_back.get(pipeline_id)
             if held_back is not None:
                 reason = f"held back with its pipeline, since {held_back}"
-                self.reject(draft.sources, reason, pipeline_id)
+                self._reject_draft(draft, reason, pipeline_id)
                 continue
             if draft.label is None or not draft.stages:
                 missing = "label" if draft.label is None else "stages"
-                reason = f"pipeline {pipeline_id!r} has no {missing}"
-                self.reject(draft.sources, reason, pipeline_id)
+                self._reject_draft(draft, f"pipeline {pipeline_id!r} has no {missing}", pipeline_id)
                 continue
             body = {
                 "pipelineId": pipeline_id,
                 "pipelineLabel": draft.label,
                 "stages": draft.ordered_stages(),
             }
-            ready.append(Item(pipeline_id, body, draft.sources, draft.sources[0].position))
+            ready.append(Item(pipeline_id, body, draft.sources))
         size = min(self.batch_size_rows or PIPELINES_PER_REQUEST, PIPELINES_PER_REQUEST)
         for start in range(0, len(ready), size):
             self.dispatch(ready[start : start + size], self._send)
-        self.note_unbuffered(())
+
+    def _reject_draft(self, draft: PipelineDraft, reason: str, pipeline_id: str) -> None:
+        """A gathered pipeline that will not be sent: its records are rejected, and settle."""
+        self.reject(draft.sources, reason, pipeline_id)
+        self.ledger.settle(draft.sources)
 
     def _send(self, items: list[Item]) -> None:
         try:
@@ -182,7 +185,8 @@ class DealStagesSink(RecotapSink):
             self._warn_not_compared(len(self._existing), str(exc))
             return
         unchanged = unlisted = 0
-        for item in sorted(self._existing, key=lambda item: item.since):  # in input order
+        # In input order: the order of their first records.
+        for item in sorted(self._existing, key=lambda item: item.sources[0].position):
             held = stored.get(item.key)
             if held is None:
                 unlisted += 1

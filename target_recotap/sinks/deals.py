@@ -18,7 +18,7 @@ from target_recotap.settings import DEALS_PER_REQUEST
 from target_recotap.sinks.base import Item, RecotapSink
 
 if TYPE_CHECKING:
-    from target_recotap.rejects import Received
+    from target_recotap.settlement import Received
 
 
 @dataclass
@@ -34,7 +34,7 @@ class DealItem(Item):
     def apart(self) -> list[DealItem]:
         """One item per version, in the order they came."""
         return [
-            DealItem(self.key, body, [received], received.position)
+            DealItem(self.key, body, [received])
             for body, received in zip(self.versions or [self.body], self.sources, strict=True)
         ]
 
@@ -76,7 +76,7 @@ class DealsSink(RecotapSink):
             self._warn_imprecise(key, body["amount"])
         item = self._pending.get(key)
         if item is None:
-            self._pending[key] = DealItem(key, body, [received], received.position)
+            self._pending[key] = DealItem(key, body, [received])
         else:
             # As Recotap applies an upsert: a field sent replaces the one held (a list whole),
             # a field left out (null or absent: never sent) keeps it. So one request carrying
@@ -88,9 +88,9 @@ class DealsSink(RecotapSink):
             item.versions.append(body)
             # Under the lock: a sending thread takes a merge back when it sends versions apart.
             self.stats.add(merged=1)
-        if self.target.dispatcher.is_busy(key):
+        if self.dispatcher.is_busy(key):
             self._held.add(key)
-        self.note_buffered(received)
+        self.ledger.hold(received)
 
     def _warn_imprecise(self, key: str, amount: JSONNumber) -> None:
         self._warned_imprecise = True
@@ -110,7 +110,7 @@ class DealsSink(RecotapSink):
         Those wait in the buffer for the next batch (a later version must never be overtaken
         by an earlier one); at the end of input, until their earlier version has landed.
         """
-        dispatcher = self.target.dispatcher
+        dispatcher = self.dispatcher
         while self._pending:
             busy = dispatcher.busy_among(self._pending)
             if len(busy) == len(self._pending):
@@ -122,8 +122,7 @@ class DealsSink(RecotapSink):
             for item in batch:
                 del self._pending[item.key]
             self._held = busy
-            self.note_unbuffered(self._pending.values())
-            if not self.target.input_finished:
+            if not self.input.finished:
                 break
 
     def _send(self, items: list[Item]) -> None:

@@ -7,9 +7,12 @@ from typing import TYPE_CHECKING, Any
 
 from singer_sdk.sinks import BatchSink
 
+from target_recotap.sinks.context import context_of
+
 if TYPE_CHECKING:
-    from target_recotap.rejects import Received
-    from target_recotap.target import TargetRecotap
+    from singer_sdk import Target
+
+    from target_recotap.settlement import Received
 
 
 class SkippedStreamSink(BatchSink):
@@ -17,23 +20,28 @@ class SkippedStreamSink(BatchSink):
 
     def __init__(
         self,
-        target: TargetRecotap,
+        target: Target,
         stream_name: str,
         schema: dict,
         key_properties: Sequence[str] | None,
     ) -> None:
         super().__init__(target, stream_name, schema, key_properties)
-        self.stats = target.stream_stats[stream_name]
+        context = context_of(target)
+        self.stats = context.stream_stats[stream_name]
 
     def get_validator(self) -> None:
         return None
 
-    @property
-    def first_unsettled(self) -> int | None:
-        return None
+    def use_schema(self, source: str, schema: dict, key_properties: Sequence[str] | None) -> None:
+        """Records are not judged: nothing is sent."""
 
     def accept(self, record: dict[str, Any], received: Received) -> None:
+        """Count the record; holding nothing, the reader settles it."""
         self._singer_validate_message(record)  # a key property missing breaks the spec
+        self.stats.received += 1
+
+    def reject_unmapped(self, received: Received, reason: str) -> None:
+        """Count the record: skipped, its map's failure does not matter."""
         self.stats.received += 1
 
     def process_record(self, record: dict, context: dict) -> None:

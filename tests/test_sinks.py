@@ -1,0 +1,170 @@
+"""A sink on its own: handed a context with a fake client, no emulator and no input to read.
+
+What a sink decides (what goes in one request, what settles when, what is rejected and why) is
+judged here through its ledger and its fake client's requests; the same paths through the
+real client and the emulator are in test_deals.py and test_deal_stages.py.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import pytest
+from singer_sdk import Target
+
+from target_recotap.client import Reply
+from target_recotap.flow import Dispatcher, Throttle
+from target_recotap.rejects import RejectLog
+from target_recotap.settlement import SettlementLedger
+from target_recotap.sinks import DealsSink, DealStagesSink, InputProgress, SinkContext
+
+DEAL_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "externalDealId": {"type": "string"},
+        "name": {"type": "string"},
+        "amount": {"type": "number"},
+    },
+}
+PIPELINE_SCHEMA = {
+    "type": "object",
+    "properties": {
+        "pipelineId": {"type": "string"},
+        "pipelineLabel": {"type": "string"},
+        "stageId": {"type": "string"},
+        "stageLabel": {"type": "string"},
+    },
+}
+
+
+class FakeClient:
+    """Answers every deal ``upserted`` unless its name is in ``refuse``; records each body."""
+
+    def __init__(self, refuse: frozenset[str] = frozenset()) -> None:
+        self.refuse = refuse
+        self.deal_requests: list[list[dict[str, Any]]] = []
+        self.pipeline_requests: list[list[dict[str, Any]]] = []
+
+    def push_deals(self, deals: list[dict[str, Any]]) -> Reply:
+        self.deal_requests.append(deals)
+        return Reply(
+            {
+                "results": [
+                    {"externalDealId": d["externalDealId"], "status": "failed", "error": "no"}
+                    if d.get("name") in self.refuse
+                    else {"externalDealId": d["externalDealId"], "status": "upserted"}
+                    for d in deals
+                ]
+            }
+        )
+
+    def push_pipelines(self, pipelines: list[dict[str, Any]]) -> Reply:
+        self.pipeline_requests.append(pipelines)
+        return Reply(
+            {"results": [{"pipelineId": p["pipelineId"], "status": "created"} for p in pipelines]}
+        )
+
+
+class Host(Target):
+    """The least an SDK sink is built from (a config, a logger), handing a context."""
+
+    name = "target-host"
+    config_jsonschema = {"type": "object", "properties": {}}  # noqa: RUF012
+
+    def __init__(self, context: SinkContext) -> None:
+        self.sink_context = context
+        super().__init__(config={})
+
+
+class Run:
+    """What a target hands its sinks, built by hand around a fake client."""
+
+    def __init__(self, client: FakeClient) -> None:
+        self.client = client
+        self.states: list[dict] = []
+        self.ledger = SettlementLedger(self.states.append)
+        self.rejects = RejectLog(logging.getLogger("test-sinks"))
+        self.dispatcher = Dispatcher(Throttle(2))
+        self.input = InputProgress()
+        self.target = Host(
+            SinkContext(client, self.dispatcher, self.ledger, self.rejects, self.input)
+        )
+
+    def sink(self, kind: type, stream: str, schema: dict, keys: list[str]) -> Any:
+        sink = kind(self.target, stream, schema, keys)
+        sink.use_schema(stream, schema, keys)
+        return sink
+
+    def read(self, sink: Any, record: dict) -> None:
+        """As the target routes a record: numbered, accepted, then let go by the reader."""
+        received = self.ledger.receive({"stream": sink.stream_name, "record": record}, "", 0)
+        sink.accept(record, received)
+        self.ledger.settle([received])
+
+    def finish(self, sink: Any) -> None:
+        self.input.finished = self.input.complete = True
+        sink.process_batch({})
+        self.dispatcher.wait_all()
+        self.dispatcher.close()
+
+
+def test_a_deals_sink_merges_versions_and_its_state_waits_for_the_request():
+    run = Run(FakeClient())
+    sink = run.sink(DealsSink, "deals", DEAL_SCHEMA, ["externalDealId"])
+    run.read(sink, {"externalDealId": "d1", "name": "First", "amount": 5})
+    run.read(sink, {"externalDealId": "d1", "name": "Second"})  # amount left out: kept
+    run.ledger.state({"after": 2})
+    assert run.states == []  # both records are buffered: unsettled
+    run.finish(sink)
+    assert run.client.deal_requests == [[{"externalDealId": "d1", "name": "Second", "amount": 5}]]
+    assert run.states == [{"after": 2}]
+    assert (sink.stats.received, sink.stats.sent, sink.stats.merged) == (2, 1, 1)
+
+
+def test_a_refused_merged_deal_is_sent_again_version_by_version():
+    run = Run(FakeClient(refuse=frozenset({"Bad"})))
+    sink = run.sink(DealsSink, "deals", DEAL_SCHEMA, ["externalDealId"])
+    run.read(sink, {"externalDealId": "d1", "name": "Good", "amount": 1})
+    run.read(sink, {"externalDealId": "d1", "name": "Bad"})
+    run.ledger.state({"after": 2})
+    run.finish(sink)
+    assert [[d["name"] for d in request] for request in run.client.deal_requests] == [
+        ["Bad"],  # the merge: the later name
+        ["Good"],
+        ["Bad"],
+    ]
+    assert run.rejects.total == 1
+    assert run.states == [{"after": 2}]  # the rejected version settles too
+
+
+def test_an_invalid_record_is_rejected_on_arrival_and_holds_nothing():
+    run = Run(FakeClient())
+    sink = run.sink(DealsSink, "deals", DEAL_SCHEMA, ["externalDealId"])
+    run.read(sink, {"externalDealId": "d1", "name": "A", "amount": "lots"})
+    run.ledger.state({"after": 1})
+    assert run.states == [{"after": 1}]
+    assert run.client.deal_requests == []
+    assert run.rejects.total == 1
+
+
+@pytest.mark.parametrize("complete", [True, False])
+def test_a_pipeline_waits_for_the_end_of_a_complete_input(complete):
+    run = Run(FakeClient())
+    sink = run.sink(DealStagesSink, "deal_stages", PIPELINE_SCHEMA, ["pipelineId", "stageId"])
+    stage = {"pipelineId": "p1", "pipelineLabel": "Sales", "stageId": "s1", "stageLabel": "New"}
+    run.read(sink, stage)
+    run.ledger.state({"after": 1})
+    sink.process_batch({})  # a periodic drain: the input goes on
+    assert run.client.pipeline_requests == []
+    run.input.finished = True
+    run.input.complete = complete  # False: the input stopped at a bad line
+    sink.process_batch({})
+    run.dispatcher.wait_all()
+    run.dispatcher.close()
+    if complete:
+        assert [p["pipelineId"] for p in run.client.pipeline_requests[0]] == ["p1"]
+        assert run.states == [{"after": 1}]
+    else:  # never sent, so never settled: no STATE passes it
+        assert run.client.pipeline_requests == []
+        assert run.states == []
