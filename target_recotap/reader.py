@@ -6,15 +6,16 @@ import json
 from decimal import Decimal
 
 import msgspec
-from singer_sdk.io_base import SingerReader
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 from singer_sdk.singerlib.json import deserialize_json
+
+from target_recotap.singer_adapter import LineReader
 
 # Numbers with a fraction become Decimals, as in the SDK's reader: amounts stay exact.
 _decode = msgspec.json.Decoder(float_hook=Decimal).decode
 
 
-class LineCountingReader(SingerReader):
+class LineCountingReader(LineReader):
     """The SDK's reader, counting lines and explaining bad ones in one sentence."""
 
     def __init__(self) -> None:
@@ -63,6 +64,3 @@ class LineCountingReader(SingerReader):
         if missing:
             kind = line_dict.get("type", "the")
             raise InvalidInputLine(f"{kind} message has no {' or '.join(map(repr, missing))} key")
-
-    def _process_unknown_message(self, message_dict: dict) -> None:
-        raise InvalidInputLine(f"unknown message type {str(message_dict['type'])[:40]!r}")

@@ -12,8 +12,7 @@ import time
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, cast
 
-import click
-from singer_sdk import Target, metrics
+from singer_sdk import metrics
 from singer_sdk.exceptions import (
     ConfigValidationError,
     InvalidJSONSchema,
@@ -22,7 +21,6 @@ from singer_sdk.exceptions import (
     RecordsWithoutSchemaException,
 )
 from singer_sdk.mapper import SameRecordTransform
-from singer_sdk.plugin_base import _ConfigInput
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
 from target_recotap.client import (
@@ -49,6 +47,7 @@ from target_recotap.settings import (
     without_secret_values,
 )
 from target_recotap.settlement import SettlementLedger
+from target_recotap.singer_adapter import SingerTarget
 from target_recotap.sinks import (
     DealsSink,
     DealStagesSink,
@@ -62,7 +61,6 @@ from target_recotap.wording import plural
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
-    from types import FrameType
 
     from singer_sdk.sinks import Sink
 
@@ -90,7 +88,7 @@ class RunInterrupted(Exception):
     """SIGINT or SIGTERM arrived."""
 
 
-class TargetRecotap(Target):
+class TargetRecotap(SingerTarget):
     """Pushes CRM deals and deal pipelines into Recotap."""
 
     name = "target-recotap"
@@ -113,7 +111,7 @@ class TargetRecotap(Target):
         # replay would otherwise append to the file it reads.
         dead_letter = None if self.config.get("dry_run") else self.config.get("dead_letter_path")
         self.rejects = RejectLog(self.logger, dead_letter)
-        self.ledger = SettlementLedger(self._write_state_message)
+        self.ledger = SettlementLedger(self.write_state)
         self.input = InputProgress()
         self.sink_context = SinkContext(
             self.client, self.dispatcher, self.ledger, self.rejects, self.input
@@ -169,8 +167,8 @@ class TargetRecotap(Target):
             )
         return SINKS.get(stream_name, SkippedStreamSink)
 
-    def _process_schema_message(self, message_dict: dict) -> None:
-        self._assert_line_requires(message_dict, requires={"stream", "schema"})
+    def on_schema(self, message_dict: dict) -> None:
+        self.require_keys(message_dict, {"stream", "schema"})
         stream = message_dict["stream"]
         if not isinstance(message_dict["schema"], dict):
             raise InvalidJSONSchema(f"the SCHEMA of stream {stream!r} is not a JSON object")
@@ -180,7 +178,7 @@ class TargetRecotap(Target):
                 "a tap must declare its fields"
             )
         self.rejects.remember_schema(message_dict)
-        super()._process_schema_message(message_dict)
+        self.register_schema(message_dict)
         for stream_map in self.mapper.stream_maps[stream]:
             sink = self._stream_sink(stream_map.stream_alias)
             if sink is not None:
@@ -191,7 +189,7 @@ class TargetRecotap(Target):
     def _stream_sink(self, stream_name: str) -> StreamSink | None:
         """The sink of ``stream_name``, if there is one yet: one of this target's (``SINKS``, or
         ``SkippedStreamSink``), as ``get_sink_class`` chose."""
-        return cast("StreamSink | None", self._sinks_active.get(stream_name))
+        return cast("StreamSink | None", self.sink_named(stream_name))
 
     def get_sink(
         self,
@@ -201,7 +199,7 @@ class TargetRecotap(Target):
         schema: dict | None = None,
         key_properties: Sequence[str] | None = None,
     ) -> Sink:
-        existing = self._sinks_active.get(stream_name)
+        existing = self.sink_named(stream_name)
         if schema is not None and isinstance(existing, RecotapSink):
             # The SDK would start a new sink for a changed SCHEMA (or a second stream mapped
             # onto this one) and drop the old one at the next drain, with the deals held back
@@ -212,10 +210,10 @@ class TargetRecotap(Target):
             stream_name, record=record, schema=schema, key_properties=key_properties
         )
 
-    def _process_record_message(self, message_dict: dict) -> None:
+    def on_record(self, message_dict: dict) -> None:
         # The SDK's version stops the run on a schema mismatch and turns date strings into
         # datetimes; here a bad record is rejected alone and values reach the sink as read.
-        self._assert_line_requires(message_dict, requires=RECORD_KEYS)
+        self.require_keys(message_dict, RECORD_KEYS)
         raw = message_dict["record"]
         if type(raw) is not dict:
             raise InvalidInputLine("the RECORD message's 'record' is not a JSON object")
@@ -225,7 +223,7 @@ class TargetRecotap(Target):
         received = self.ledger.receive(message_dict, reader.line, reader.line_number)
         stream_name = message_dict["stream"]
         if stream_name not in self.mapper.stream_maps:
-            self._assert_sink_exists(stream_name)
+            self.require_sink(stream_name)
         for stream_map in self.mapper.stream_maps[stream_name]:
             # Nothing here changes a record; only a custom map might, and the dead letter
             # must keep the record as it arrived.
@@ -245,20 +243,20 @@ class TargetRecotap(Target):
             if sink.is_full:
                 self.drain_one(sink)
         self.ledger.settle((received,))  # routed: now held by the sinks that buffered it, if any
-        self._handle_max_record_age()
+        self.drain_aged_sinks()
 
-    def _process_state_message(self, message_dict: dict) -> None:
-        self._assert_line_requires(message_dict, requires={"value"})
+    def on_state(self, message_dict: dict) -> None:
+        self.require_keys(message_dict, {"value"})
         if self.config.get("dry_run"):
             return  # nothing reaches Recotap, so the tap's bookmarks must not move
         self.ledger.state(message_dict["value"])
 
-    def _process_activate_version_message(self, message_dict: dict) -> None:
-        self._assert_line_requires(message_dict, requires={"stream", "version"})
+    def on_activate_version(self, message_dict: dict) -> None:
+        self.require_keys(message_dict, {"stream", "version"})
         # Recotap has no table versions to switch: deals are upserted one by one.
         self.logger.debug("ACTIVATE_VERSION for %r ignored", message_dict["stream"])
 
-    def _process_batch_message(self, message_dict: dict) -> None:
+    def on_batch(self, message_dict: dict) -> None:
         raise InputError("BATCH messages are not supported: run the tap without batch mode")
 
     def process_endofpipe(self) -> None:
@@ -270,7 +268,7 @@ class TargetRecotap(Target):
         """Wait for every request in flight (the ledger writes the STATEs they make safe), then
         report."""
         self.dispatcher.wait_all()
-        pipelines = self._sinks_active.get("deal_stages")
+        pipelines = self.sink_named("deal_stages")
         if isinstance(pipelines, DealStagesSink):
             pipelines.report_existing()
 
@@ -384,7 +382,7 @@ class TargetRecotap(Target):
             return EXIT_TOO_MANY_REJECTED
         return EXIT_OK
 
-    def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
+    def on_signal(self, signum: int) -> None:
         self.client.stop()
         raise RunInterrupted(signal.Signals(signum).name)
 
@@ -459,40 +457,27 @@ class TargetRecotap(Target):
         self.logger.info("Run took %.1f s", time.monotonic() - self._started)
 
     @classmethod
-    def cb_config(
-        cls, ctx: click.Context, param: click.Option, value: tuple[str, ...]
-    ) -> _ConfigInput:
-        """Read the ``--config`` files; one that is missing or not JSON ends the run in a line."""
-        for path in value:
-            problem = None if path == "ENV" else config_file_problem(path)
+    def check_config_files(cls, paths: list[str]) -> None:
+        """A config file that is missing or not JSON ends the run in a line."""
+        for path in paths:
+            problem = config_file_problem(path)
             if problem:
                 cls.logger.error("Settings: %s", problem)
-                ctx.exit(EXIT_FAILED)
-        return super().cb_config(ctx, param, value)
+                sys.exit(EXIT_FAILED)
 
     @classmethod
-    def invoke(  # type: ignore[override]
-        cls,
-        *,
-        about: bool = False,
-        about_format: str | None = None,
-        config: _ConfigInput | None = None,
-        file_input: IO[str] | None = None,
-    ) -> None:
-        super(Target, cls).invoke(about=about, about_format=about_format)
-        cls.print_version(print_fn=cls.logger.info)
-        config = config or _ConfigInput()
+    def run_from_cli(cls, config: dict, parse_env: bool, file_input: IO[str] | None) -> int:
         try:
-            target = cls(config=config.config, parse_env_config=config.parse_env)
+            target = cls(config=config, parse_env_config=parse_env)
         except ConfigValidationError as exc:
             # The SDK would log each problem, then "Config validation failed": one line says it.
             problems = [without_secret_values(problem) for problem in exc.errors]
             cls.logger.error("Settings: %s", "; ".join(problems) or exc)
-            sys.exit(EXIT_FAILED)
+            return EXIT_FAILED
         # What exists now (modules, the SDK's classes, settings) lives until exit. Frozen, the
         # collector stops walking it on every full pass, and exit skips it: about 0.1 s less.
         gc.freeze()
-        sys.exit(target.run(file_input))
+        return target.run(file_input)
 
 
 def _why(exc: Exception) -> str:

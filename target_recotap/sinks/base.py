@@ -107,11 +107,7 @@ class RecotapSink(BatchSink, abc.ABC):
         self.stats.received += 1  # only the reading thread counts what it received
         self.tally_record_read()
         validator, keys = self._schemas[received.message["stream"]]
-        for key in keys:
-            if key not in record:  # a tap breaking the Singer spec: the run stops, as in the SDK
-                raise MissingKeyPropertiesError(
-                    f"Record is missing key property {key!r} of stream {self.stream_name!r}"
-                )
+        require_key_properties(record, keys, self.stream_name)
         try:
             problem = validator.problem(record) if validator else None
             if problem:
@@ -167,3 +163,13 @@ class RecotapSink(BatchSink, abc.ABC):
     def process_record(self, record: dict, context: dict) -> None:
         """Unused: the target calls ``accept``, which buffers in the sink's own structures."""
         raise NotImplementedError
+
+
+def require_key_properties(record: dict[str, Any], keys: Sequence[str], stream_name: str) -> None:
+    """A record without one of its stream's key properties breaks the Singer spec: the run
+    stops at its line, as in the SDK."""
+    for key in keys:
+        if key not in record:
+            raise MissingKeyPropertiesError(
+                f"Record is missing key property {key!r} of stream {stream_name!r}"
+            )

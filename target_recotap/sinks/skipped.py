@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Any
 
 from singer_sdk.sinks import BatchSink
 
+from target_recotap.sinks.base import require_key_properties
 from target_recotap.sinks.context import context_of
 
 if TYPE_CHECKING:
@@ -37,7 +38,7 @@ class SkippedStreamSink(BatchSink):
 
     def accept(self, record: dict[str, Any], received: Received) -> None:
         """Count the record; holding nothing, the reader settles it."""
-        self._singer_validate_message(record)  # a key property missing breaks the spec
+        require_key_properties(record, self.key_properties, self.stream_name)
         self.stats.received += 1
 
     def reject_unmapped(self, received: Received, reason: str) -> None:
