@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.client import RemoteDisconnected
-from typing import Any
+from typing import Any, Protocol
 
 import certifi
 import msgspec
@@ -32,6 +32,7 @@ from urllib3.exceptions import (
 from urllib3.exceptions import HTTPError as TransportError
 
 from target_recotap import __version__
+from target_recotap.endpoints import PIPELINES, Endpoint, WriteMode
 from target_recotap.flow import Throttle
 
 logger = logging.getLogger("target-recotap.client")
@@ -40,8 +41,6 @@ RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
 # Express's (and so NestJS's) default JSON body limit, 100 KiB: Recotap documents none.
 DEFAULT_MAX_BODY_BYTES = 100 * 1024
 USER_AGENT = f"target-recotap/{__version__} urllib3/{urllib3.__version__}"
-DEALS_PATH = "/deals"
-PIPELINES_PATH = "/deal-stages"
 # Before any answer in a run, a refused connection, a host name that does not resolve or a
 # server without TLS almost always means a wrong address: two quick retries (1.5 s in all) and
 # the run stops. They are there for a server that is restarting, or a local one (the emulator)
@@ -183,8 +182,18 @@ def parse_retry_after(value: str | None, now: float | None = None) -> float | No
     return max(0.0, when.timestamp() - (time.time() if now is None else now))
 
 
+class Transport(Protocol):
+    """What carries a request: urllib3's connection pools, or a dry run's file."""
+
+    def urlopen(
+        self, method: str, url: str, redirect: bool = True, **kw: Any
+    ) -> urllib3.BaseHTTPResponse: ...
+
+    def clear(self) -> None: ...
+
+
 class RecotapClient:
-    """Talks to one Recotap account: ``push_deals``, ``push_pipelines``, ``stored_pipelines``."""
+    """Talks to one Recotap account: ``push`` to an endpoint, ``stored_pipelines``."""
 
     def __init__(
         self,
@@ -194,6 +203,7 @@ class RecotapClient:
         timeout: float = 60.0,
         retry: RetryPolicy | None = None,
         throttle: Throttle | None = None,
+        transport: Transport | None = None,
     ) -> None:
         self.base_url = api_url.rstrip("/")
         self.timeout = urllib3.Timeout(connect=timeout, read=timeout)
@@ -201,7 +211,7 @@ class RecotapClient:
         self.throttle = throttle or Throttle(1)
         # Lowered when a 413 shows the real limit is lower; larger bodies are split beforehand.
         self.max_body_bytes = DEFAULT_MAX_BODY_BYTES
-        self._connections = connections_for(self.base_url, self.throttle.max_in_flight)
+        self._connections = transport or connections_for(self.base_url, self.throttle.max_in_flight)
         # host:port of Recotap and of the proxy, to name in errors (a proxy URL's credentials
         # stay out).
         api = urllib3.util.parse_url(self.base_url)
@@ -223,16 +233,16 @@ class RecotapClient:
         self._stats_lock = threading.Lock()
         self.stats: dict[str, EndpointStats] = {}
 
-    def push_deals(self, deals: list[dict[str, Any]]) -> Reply:
-        """Upsert up to 100 deals; per-deal outcomes are in ``reply.data["results"]``."""
-        return self.post(DEALS_PATH, {"deals": deals})
-
-    def push_pipelines(self, pipelines: list[dict[str, Any]]) -> Reply:
-        """Create up to 20 pipelines; raises ``PipelineConflict`` naming the existing ones."""
+    def push(self, endpoint: Endpoint, items: list[dict[str, Any]]) -> Reply:
+        """Send ``items`` to ``endpoint`` (at most its ``per_request``); per-item outcomes are
+        read by ``endpoint.outcomes``. A create-only endpoint's 409 raises ``PipelineConflict``,
+        naming the items that exist."""
         try:
-            return self.post(PIPELINES_PATH, {"pipelines": pipelines})
+            return self.post(endpoint.path, endpoint.body(items))
         except _Conflict as conflict:
-            sent = [p["pipelineId"] for p in pipelines]
+            if endpoint.mode is not WriteMode.CREATE_OR_CONFLICT:
+                raise
+            sent = [item[endpoint.key] for item in items]
             ids = conflicting_pipeline_ids(conflict.custom_message, sent)
             raise PipelineConflict(str(conflict), ids) from None
 
@@ -244,11 +254,11 @@ class RecotapClient:
         that does not exist or a failing one cannot hold up the end of a run. Raises
         ``RecotapError`` when the answer is not a list of pipelines.
         """
-        what = f"GET {PIPELINES_PATH}"
+        what = f"GET {PIPELINES.path}"
         if not self.throttle.wait_turn(self._stopping):
             raise Stopped(f"{what} not sent: the run is stopping")
         try:
-            response = self._send("GET", PIPELINES_PATH, None)
+            response = self._send("GET", PIPELINES.path, None)
         except TransportError as exc:
             failure = describe_transport_error(exc, self._api_address, self._proxy_address)
             raise UnexpectedResponse(f"{what}: {failure.said}") from None

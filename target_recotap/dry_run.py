@@ -1,4 +1,9 @@
-"""A client that sends nothing: it writes each request body it would send to a file."""
+"""A transport that sends nothing: it writes each request body to a file and answers success.
+
+It stands where urllib3's connections stand under ``RecotapClient``, so a dry run goes through
+everything a real run does before the network (the body size gate that splits a batch, the
+counts per endpoint) and shows exactly the bodies a real run would send.
+"""
 
 from __future__ import annotations
 
@@ -6,34 +11,37 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from target_recotap.client import (
-    DEALS_PATH,
-    PIPELINES_PATH,
-    RecotapClient,
-    Reply,
-    encode_json,
-)
+import msgspec
+import urllib3
 
-# What the API would answer for each endpoint if every item went through.
-_ASSUMED_RESULTS = {
-    DEALS_PATH: ("deals", "externalDealId", "upserted"),
-    PIPELINES_PATH: ("pipelines", "pipelineId", "created"),
-}
+from target_recotap.client import encode_json
+from target_recotap.endpoints import ENDPOINTS
+
+_BY_PATH = {endpoint.path: endpoint for endpoint in ENDPOINTS.values()}
 
 
-class DryRunClient(RecotapClient):
-    """Writes one JSON line per request body to ``path`` (created anew) and assumes success."""
+class DryRunTransport:
+    """Writes one JSON line per request body to ``path`` (created anew); every item succeeds."""
+
+    URL = "https://dry-run.invalid"  # the client's api_url: a name that can never resolve
 
     def __init__(self, path: str) -> None:
-        super().__init__("https://dry-run.invalid", api_key="")
         self.path = Path(path)
         self.path.write_text("", encoding="utf-8")
         self._write_lock = threading.Lock()
 
-    def post(self, path: str, body: dict[str, Any]) -> Reply:
+    def urlopen(
+        self, method: str, url: str, redirect: bool = True, **kw: Any
+    ) -> urllib3.BaseHTTPResponse:
+        if method != "POST":  # GET /deal-stages: a dry run meets no pipeline that exists
+            return urllib3.HTTPResponse(body=b"[]", status=200)
+        body: bytes = kw["body"]
         with self._write_lock, self.path.open("ab") as out:
-            out.write(encode_json(body) + b"\n")
-        self._count(path, 0.0, is_retry=False)
-        items_key, id_key, status = _ASSUMED_RESULTS[path]
-        results = [{id_key: item[id_key], "status": status} for item in body[items_key]]
-        return Reply({"results": results, "summary": {"total": len(results)}})
+            out.write(body + b"\n")
+        endpoint = _BY_PATH[urllib3.util.parse_url(url).path or ""]
+        items = msgspec.json.decode(body)[endpoint.items_field]
+        results = [{endpoint.key: item[endpoint.key], "status": endpoint.written} for item in items]
+        return urllib3.HTTPResponse(body=encode_json({"results": results}), status=200)
+
+    def clear(self) -> None:
+        """Nothing to close: the file is opened for each body."""

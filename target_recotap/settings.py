@@ -14,8 +14,6 @@ from singer_sdk import typing as th
 DEFAULT_API_URL = "https://eapi.recotap.com/api/v1"
 DEFAULT_DRY_RUN_PATH = "recotap-dry-run.jsonl"
 DEFAULT_PROGRESS_INTERVAL = 30
-DEALS_PER_REQUEST = 100
-PIPELINES_PER_REQUEST = 20
 
 CONFIG_SCHEMA = th.PropertiesList(
     th.Property(

@@ -24,15 +24,14 @@ from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
 from target_recotap.client import (
-    DEALS_PATH,
-    PIPELINES_PATH,
     EndpointStats,
     ProxyUnusable,
     RecotapClient,
     RecotapError,
     RetryPolicy,
 )
-from target_recotap.dry_run import DryRunClient
+from target_recotap.dry_run import DryRunTransport
+from target_recotap.endpoints import ENDPOINTS
 from target_recotap.flow import Dispatcher, Throttle
 from target_recotap.progress import ProgressLog
 from target_recotap.reader import LineCountingReader
@@ -65,7 +64,6 @@ if TYPE_CHECKING:
     from singer_sdk.sinks import Sink
 
 SINKS: dict[str, type[RecotapSink]] = {"deals": DealsSink, "deal_stages": DealStagesSink}
-ENDPOINTS = {"deals": DEALS_PATH, "deal_stages": PIPELINES_PATH}
 INPUT_ERRORS = (
     InvalidInputLine,
     RecordsWithoutSchemaException,
@@ -103,6 +101,11 @@ class TargetRecotap(SingerTarget):
             raise ConfigValidationError("Config validation failed", errors=problems)
         self.throttle = Throttle(int(self.config.get("max_concurrent_requests", 4)))
         self.dispatcher = Dispatcher(self.throttle)
+        self.dry_run = (
+            DryRunTransport(self.config.get("dry_run_path", DEFAULT_DRY_RUN_PATH))
+            if self.config.get("dry_run")
+            else None
+        )
         try:
             self.client = self._make_client()
         except ProxyUnusable as exc:
@@ -121,7 +124,7 @@ class TargetRecotap(SingerTarget):
             self.sink_context.stream_stats,
             SINKS,
             float(self.config.get("progress_interval", DEFAULT_PROGRESS_INTERVAL)),
-            dry_run=isinstance(self.client, DryRunClient),
+            dry_run=self.dry_run is not None,
         )
 
     def _prepare_output_files(self) -> list[str]:
@@ -138,8 +141,10 @@ class TargetRecotap(SingerTarget):
         return problems
 
     def _make_client(self) -> RecotapClient:
-        if self.config.get("dry_run"):
-            return DryRunClient(self.config.get("dry_run_path", DEFAULT_DRY_RUN_PATH))
+        if self.dry_run is not None:
+            return RecotapClient(
+                DryRunTransport.URL, api_key="", throttle=self.throttle, transport=self.dry_run
+            )
         return RecotapClient(
             self.config.get("api_url", DEFAULT_API_URL),
             self.config["api_key"],
@@ -392,14 +397,14 @@ class TargetRecotap(SingerTarget):
         Once at the end, not one per request: the seconds are those of every attempt added up,
         so that a sum over runs is what per-request timers would sum to.
         """
-        if isinstance(self.client, DryRunClient):
+        if self.dry_run is not None:
             return
         logger = metrics.get_metrics_logger()
-        for stream, path in ENDPOINTS.items():
-            calls = self.client.stats.get(path)
+        for stream, endpoint in ENDPOINTS.items():
+            calls = self.client.stats.get(endpoint.path)
             if calls is None:
                 continue
-            tags: dict[str, Any] = {"stream": stream, "endpoint": path, "pid": os.getpid()}
+            tags = {"stream": stream, "endpoint": endpoint.path, "pid": os.getpid()}
             for point in (
                 metrics.Point("counter", metrics.Metric.HTTP_REQUEST_COUNT, calls.requests, tags),
                 metrics.Point(
@@ -418,8 +423,9 @@ class TargetRecotap(SingerTarget):
                     stats.received,
                 )
                 continue
-            calls = self.client.stats.get(ENDPOINTS[stream]) or EndpointStats()
-            if isinstance(self.client, DryRunClient):
+            endpoint = ENDPOINTS[stream]
+            calls = self.client.stats.get(endpoint.path) or EndpointStats()
+            if self.dry_run is not None:
                 self.logger.info(
                     "Summary %s (dry run): received %d, would send %d in %s, rejected %d, "
                     "merged duplicates %d",
@@ -438,7 +444,7 @@ class TargetRecotap(SingerTarget):
                 stream,
                 stats.received,
                 stats.sent,
-                "upserted" if stream == "deals" else "created",
+                endpoint.written,
                 stats.accepted,
                 stats.skipped_existing,
                 stats.rejected,
@@ -447,12 +453,12 @@ class TargetRecotap(SingerTarget):
                 calls.retries,
                 calls.seconds,
             )
-        if isinstance(self.client, DryRunClient):
+        if self.dry_run is not None:
             bodies = sum(calls.requests for calls in self.client.stats.values())
             self.logger.info(
                 "Dry run: %s written to %s; nothing was sent to Recotap, and no STATE was written",
                 plural(bodies, "request body", "request bodies"),
-                self.client.path.absolute(),
+                self.dry_run.path.absolute(),
             )
         self.logger.info("Run took %.1f s", time.monotonic() - self._started)
 

@@ -32,6 +32,7 @@ from target_recotap.client import (
     connections_for,
     encode_json,
 )
+from target_recotap.endpoints import DEALS, PIPELINES
 from target_recotap.flow import Throttle
 
 
@@ -99,8 +100,8 @@ DEAL = {"externalDealId": "d1", "name": "D"}
 def test_each_request_says_who_sends_it_and_in_what_format(api):
     api.answers.append(answer(200, UPSERTED))
 
-    reply = RecotapClient(api.url + "/", "a-key", retry=RetryPolicy(max_retries=0)).push_deals(
-        [DEAL]
+    reply = RecotapClient(api.url + "/", "a-key", retry=RetryPolicy(max_retries=0)).push(
+        DEALS, [DEAL]
     )
 
     assert reply.data == UPSERTED["data"]
@@ -130,7 +131,7 @@ def test_an_answer_that_is_not_a_success_is_not_taken_for_one(api, status, error
     api.answers.append(answer(status, b"", Location=f"{api.url}/elsewhere"))
 
     with pytest.raises(error) as raised:
-        client_of(api).push_deals([DEAL])
+        client_of(api).push(DEALS, [DEAL])
 
     assert str(raised.value) == said
     assert len(api.received) == 1
@@ -142,9 +143,9 @@ def test_a_body_at_the_limit_is_sent_and_one_byte_more_is_not(api):
     fits = [{"externalDealId": "d1", "name": "x" * 50}]
     client.max_body_bytes = len(encode_json({"deals": fits}))
 
-    client.push_deals(fits)
+    client.push(DEALS, fits)
     with pytest.raises(PayloadTooLarge) as too_large:
-        client.push_deals([{"externalDealId": "d1", "name": "x" * 51}])
+        client.push(DEALS, [{"externalDealId": "d1", "name": "x" * 51}])
 
     assert str(too_large.value) == (
         f"POST /deals not sent: {client.max_body_bytes + 1} bytes is over the "
@@ -158,10 +159,10 @@ def test_after_a_413_a_body_one_byte_smaller_is_still_sent(api):
     client = client_of(api)
 
     with pytest.raises(PayloadTooLarge, match=r"^POST /deals answered 413: the request body is"):
-        client.push_deals([{"externalDealId": "d1", "name": "x" * 51}])
-    client.push_deals([{"externalDealId": "d1", "name": "x" * 50}])  # one byte smaller
+        client.push(DEALS, [{"externalDealId": "d1", "name": "x" * 51}])
+    client.push(DEALS, [{"externalDealId": "d1", "name": "x" * 50}])  # one byte smaller
     with pytest.raises(PayloadTooLarge, match=r"^POST /deals not sent"):
-        client.push_deals([{"externalDealId": "d1", "name": "x" * 51}])
+        client.push(DEALS, [{"externalDealId": "d1", "name": "x" * 51}])
 
     assert len(api.received) == 2
 
@@ -176,9 +177,9 @@ def test_a_refused_request_is_no_sign_that_the_api_has_room(api):
     client = client_of(api, throttle=throttle)
 
     with pytest.raises(RequestRejected):
-        client.push_deals([DEAL])
+        client.push(DEALS, [DEAL])
     assert throttle.rate == paced
-    client.push_deals([DEAL])
+    client.push(DEALS, [DEAL])
     assert throttle.rate > paced  # a success probes upwards
 
 
@@ -188,7 +189,7 @@ def test_a_400_lists_each_rule_broken_and_reads_odd_rows_as_far_as_they_go(api):
     api.answers.append(answer(400, {"statusCode": 400, "message": "Bad Request", "data": rows}))
 
     with pytest.raises(RequestRejected) as refused:
-        client_of(api).push_deals([{"externalDealId": "d1", "name": 1}])
+        client_of(api).push(DEALS, [{"externalDealId": "d1", "name": 1}])
 
     assert refused.value.violations == [Violation("deals.0.name", rules), Violation("?", {})]
     assert str(refused.value) == (
@@ -201,7 +202,7 @@ def test_a_400_whose_body_is_not_json_is_told_by_its_status_line(api):
     api.answers.append(answer(400, b"<html>gateway says no</html>"))
 
     with pytest.raises(RequestRejected) as refused:
-        client_of(api).push_deals([{"externalDealId": "d1", "name": "D"}])
+        client_of(api).push(DEALS, [{"externalDealId": "d1", "name": "D"}])
 
     assert refused.value.violations == []
     assert str(refused.value) == "POST /deals answered 400: Bad Request"
@@ -213,7 +214,7 @@ def test_a_409_names_the_pipelines_that_exist_among_those_sent(api):
     pipelines = [{"pipelineId": p, "pipelineLabel": p, "stages": []} for p in ("p1", "p2")]
 
     with pytest.raises(PipelineConflict) as conflict:
-        client_of(api).push_pipelines(pipelines)
+        client_of(api).push(PIPELINES, pipelines)
 
     assert conflict.value.pipeline_ids == {"p1"}
     assert str(conflict.value) == f"POST /deal-stages answered 409: {message}"
@@ -245,7 +246,7 @@ def test_a_409_whose_body_is_not_json_names_no_pipeline(api):
     pipelines = [{"pipelineId": "p1", "pipelineLabel": "p1", "stages": []}]
 
     with pytest.raises(PipelineConflict) as conflict:
-        client_of(api).push_pipelines(pipelines)
+        client_of(api).push(PIPELINES, pipelines)
 
     assert conflict.value.pipeline_ids == set()
 
@@ -320,7 +321,7 @@ def test_nothing_is_sent_once_the_run_is_stopping(api):
     with pytest.raises(Stopped, match=r"^GET /deal-stages not sent: the run is stopping$"):
         client.stored_pipelines()
     with pytest.raises(Stopped, match=r"^POST /deals not sent: the run is stopping$"):
-        client.push_deals([{"externalDealId": "d1", "name": "D"}])
+        client.push(DEALS, [{"externalDealId": "d1", "name": "D"}])
     assert api.received == []
 
 
@@ -354,7 +355,7 @@ def test_a_flat_payload_is_taken_as_it_is_even_with_a_data_field(api):
     flat = {"results": [{"externalDealId": "d1", "status": "upserted"}], "data": {"note": "x"}}
     api.answers.append(answer(200, flat))
 
-    assert client_of(api).push_deals([DEAL]).data == flat
+    assert client_of(api).push(DEALS, [DEAL]).data == flat
 
 
 @pytest.mark.parametrize(("status", "paced"), [("429", True), ("503", False)])
@@ -365,7 +366,7 @@ def test_a_429_sets_a_pace_and_a_5xx_does_not(api, status, paced):
         throttle.on_success()
     recotap = RecotapClient(api.url, "a-key", retry=RetryPolicy(initial_delay=0), throttle=throttle)
 
-    recotap.push_deals([DEAL])  # then the default 200
+    recotap.push(DEALS, [DEAL])  # then the default 200
 
     assert [request[0] for request in api.received] == ["POST", "POST"]
     assert (throttle.rate is not None) is paced
@@ -380,7 +381,7 @@ def test_at_first_contact_nothing_listening_stops_after_two_quick_checks_whateve
 
     started = time.monotonic()
     with pytest.raises(ApiUnreachable) as unreachable:
-        client.push_deals([DEAL])
+        client.push(DEALS, [DEAL])
 
     assert 1.5 <= time.monotonic() - started < 20
     assert str(unreachable.value) == (
@@ -412,7 +413,7 @@ def test_a_retry_waiting_gives_up_at_once_when_the_run_stops(api):
 
     def push() -> None:
         try:
-            client.push_deals([DEAL])
+            client.push(DEALS, [DEAL])
         except Stopped as stopped:
             outcome.append(stopped)
 

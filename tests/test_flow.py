@@ -5,11 +5,13 @@ from __future__ import annotations
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from functools import partial
 
 import pytest
 from support import config_for, deal, deals_messages, run_in_process, wait_until
 
 from target_recotap.client import RecotapClient
+from target_recotap.endpoints import DEALS
 from target_recotap.flow import LOOKAHEAD, Dispatcher, Throttle
 
 
@@ -170,7 +172,7 @@ def test_one_connection_per_request_in_flight_is_kept_alive(emulator, caplog):
     for round_ in range(2):
         with ThreadPoolExecutor(16) as pool:
             batches = [[deal(f"{round_}-{n}")] for n in range(16)]
-            replies = list(pool.map(client.push_deals, batches))
+            replies = list(pool.map(partial(client.push, DEALS), batches))
         assert len(replies) == 16
     client.close()
 

@@ -91,3 +91,28 @@ def test_a_400_pipeline_request_is_split_down_to_one_pipeline(emulator, capsys, 
     assert outcome.exit_code == 0
     assert len(emulator.store.pipelines()) == 19
     assert "stage labels must be unique" in rejected_reasons(dead_letter)["p7"]
+
+
+def test_a_dry_run_shows_the_bodies_a_real_run_sends_split_under_the_size_limit(
+    emulator, capsys, tmp_path
+):
+    # About 1.1 KB a deal: 100 of them are over the 100 KiB a body may have, so each batch is
+    # split before it is sent, in a dry run as in a real one.
+    deals = [deal(f"{n:03d}", ownerName="x" * 1000) for n in range(300)]
+    real = run_in_process(
+        config_for(emulator, max_concurrent_requests=1), deals_messages(deals), capsys
+    )
+    assert real.exit_code == 0
+    sent = [r["items"] for r in emulator.store.requests()]
+    dry_run_path = tmp_path / "dry-run.jsonl"
+    dry = run_in_process(
+        {"dry_run": True, "dry_run_path": str(dry_run_path), "max_concurrent_requests": 1},
+        deals_messages(deals),
+        capsys,
+    )
+    assert dry.exit_code == 0
+    bodies = dry_run_path.read_bytes().splitlines()
+    assert [len(json.loads(body)["deals"]) for body in bodies] == sent
+    assert sum(sent) == 300
+    assert max(len(body) for body in bodies) <= 100 * 1024
+    assert len(bodies) > 3  # split: not three bodies of 100

@@ -14,6 +14,7 @@ import pytest
 from singer_sdk import Target
 
 from target_recotap.client import Reply
+from target_recotap.endpoints import PIPELINES, Endpoint
 from target_recotap.flow import Dispatcher, Throttle
 from target_recotap.rejects import RejectLog
 from target_recotap.settlement import SettlementLedger
@@ -39,30 +40,29 @@ PIPELINE_SCHEMA = {
 
 
 class FakeClient:
-    """Answers every deal ``upserted`` unless its name is in ``refuse``; records each body."""
+    """Answers every item written, but a deal whose name is in ``refuse``; keeps each request."""
 
     def __init__(self, refuse: frozenset[str] = frozenset()) -> None:
         self.refuse = refuse
         self.deal_requests: list[list[dict[str, Any]]] = []
         self.pipeline_requests: list[list[dict[str, Any]]] = []
 
-    def push_deals(self, deals: list[dict[str, Any]]) -> Reply:
-        self.deal_requests.append(deals)
+    def push(self, endpoint: Endpoint, items: list[dict[str, Any]]) -> Reply:
+        if endpoint is PIPELINES:
+            self.pipeline_requests.append(items)
+            return Reply(
+                {"results": [{"pipelineId": p["pipelineId"], "status": "created"} for p in items]}
+            )
+        self.deal_requests.append(items)
         return Reply(
             {
                 "results": [
                     {"externalDealId": d["externalDealId"], "status": "failed", "error": "no"}
                     if d.get("name") in self.refuse
                     else {"externalDealId": d["externalDealId"], "status": "upserted"}
-                    for d in deals
+                    for d in items
                 ]
             }
-        )
-
-    def push_pipelines(self, pipelines: list[dict[str, Any]]) -> Reply:
-        self.pipeline_requests.append(pipelines)
-        return Reply(
-            {"results": [{"pipelineId": p["pipelineId"], "status": "created"} for p in pipelines]}
         )
 
 

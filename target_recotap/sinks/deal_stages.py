@@ -16,9 +16,9 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from target_recotap.client import PIPELINES_PATH, PipelineConflict, RecotapError
+from target_recotap.client import PipelineConflict, RecotapError
+from target_recotap.endpoints import PIPELINES, Rejected
 from target_recotap.normalize import PIPELINE_ID_NAMES, JSONNumber, pipeline_part
-from target_recotap.settings import PIPELINES_PER_REQUEST
 from target_recotap.settlement import Received
 from target_recotap.sinks.base import Item, RecotapSink
 from target_recotap.wording import plural
@@ -122,7 +122,7 @@ class DealStagesSink(RecotapSink):
                 "stages": draft.ordered_stages(),
             }
             ready.append(Item(pipeline_id, body, draft.sources))
-        size = min(self.batch_size_rows or PIPELINES_PER_REQUEST, PIPELINES_PER_REQUEST)
+        size = min(self.batch_size_rows or PIPELINES.per_request, PIPELINES.per_request)
         for start in range(0, len(ready), size):
             self.dispatch(ready[start : start + size], self._send)
 
@@ -133,24 +133,18 @@ class DealStagesSink(RecotapSink):
 
     def _send(self, items: list[Item]) -> None:
         try:
-            reply = self.client.push_pipelines([item.body for item in items])
+            reply = self.client.push(PIPELINES, [item.body for item in items])
         except PipelineConflict as conflict:
             self._after_conflict(items, conflict)
             return
         self.stats.add(sent=len(items))
-        results = reply.data.get("results")
-        created = {
-            str(result.get("pipelineId"))
-            for result in (results if isinstance(results, list) else [])
-            if isinstance(result, dict) and result.get("status") == "created"
-        }
+        outcomes = PIPELINES.outcomes(reply.data, (item.key for item in items))
         for item in items:
-            if item.key in created:
-                self.stats.add(accepted=1)
+            outcome = outcomes[item.key]
+            if isinstance(outcome, Rejected):
+                self.reject(item.sources, outcome.reason, item.key)
             else:
-                self.reject(
-                    item.sources, "Recotap's answer did not confirm it was created", item.key
-                )
+                self.stats.add(accepted=1)
 
     def _after_conflict(self, items: list[Item], conflict: PipelineConflict) -> None:
         """Skip the pipelines that exist and send the rest, one by one if the 409 is unreadable."""
@@ -207,7 +201,7 @@ class DealStagesSink(RecotapSink):
                 plural(unchanged, "pipeline"),
             )
         if unlisted:
-            self._warn_not_compared(unlisted, f"GET {PIPELINES_PATH} did not list them")
+            self._warn_not_compared(unlisted, f"GET {PIPELINES.path} did not list them")
 
     def _warn_not_compared(self, count: int, reason: str) -> None:
         self.logger.warning(

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeGuard
 
+from target_recotap.endpoints import DEALS, Rejected
 from target_recotap.normalize import (
     DEAL_ID_NAMES,
     DOUBLE_DIGITS,
@@ -14,7 +15,6 @@ from target_recotap.normalize import (
     deal_body,
     imprecise_amount,
 )
-from target_recotap.settings import DEALS_PER_REQUEST
 from target_recotap.sinks.base import Item, RecotapSink
 
 if TYPE_CHECKING:
@@ -58,7 +58,7 @@ class DealsSink(RecotapSink):
     @cached_property  # asked for every record; the setting cannot change during a run
     def max_size(self) -> int:
         # batch_size_rows may lower the batch, never raise it past the API's limit.
-        return min(self.batch_size_rows or DEALS_PER_REQUEST, DEALS_PER_REQUEST)
+        return min(self.batch_size_rows or DEALS.per_request, DEALS.per_request)
 
     @property
     def current_size(self) -> int:
@@ -126,26 +126,18 @@ class DealsSink(RecotapSink):
                 break
 
     def _send(self, items: list[Item]) -> None:
-        reply = self.client.push_deals([item.body for item in items])
-        results = reply.data.get("results")
-        outcomes = {
-            str(result.get("externalDealId")): result
-            for result in (results if isinstance(results, list) else [])
-            if isinstance(result, dict)
-        }
+        reply = self.client.push(DEALS, [item.body for item in items])
+        outcomes = DEALS.outcomes(reply.data, (item.key for item in items))
         upserted = 0
         failed = []
         for item in items:
-            outcome = outcomes.get(item.key)
-            if outcome is None:
-                self.reject(
-                    item.sources, "Recotap's answer left this deal out: outcome unknown", item.key
-                )
-            elif outcome.get("status") == "upserted":
+            outcome = outcomes[item.key]
+            if not isinstance(outcome, Rejected):
                 upserted += 1
-            else:
-                error = outcome.get("error") or f"status {outcome.get('status')!r}"
-                failed.append((item, f"Recotap did not upsert it: {error}"))
+            elif outcome.answered:
+                failed.append((item, outcome.reason))
+            else:  # no answer to send its versions apart on: the records are rejected as one
+                self.reject(item.sources, outcome.reason, item.key)
         # A merged deal that failed is counted as sent once its versions are, apart.
         apart = sum(1 for item, _ in failed if _merged(item))
         self.stats.add(sent=len(items) - apart, accepted=upserted)

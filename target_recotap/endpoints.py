@@ -1,0 +1,103 @@
+"""Recotap's endpoints, one declaration each, and how their per-item results read.
+
+An endpoint is where its items go, how many a request takes, what names an item, and how it
+writes: an upsert answers each item ``upserted`` or ``failed``; a create-only endpoint answers
+each ``created``, and refuses the whole request with a 409 when an item exists already. Adding
+an endpoint is one declaration here and one normaliser in normalize.py, and its sink.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+class WriteMode(enum.Enum):
+    UPSERT = "upsert"  # an item that exists is updated
+    CREATE_OR_CONFLICT = "create-only, 409"  # one item that exists refuses the whole request
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """Recotap wrote the item."""
+
+
+@dataclass(frozen=True)
+class Rejected:
+    """Recotap did not write the item, or (``answered`` false) its answer left the item out."""
+
+    reason: str
+    answered: bool = True
+
+
+Outcome = Accepted | Rejected
+
+
+@dataclass(frozen=True)
+class Endpoint:
+    stream: str  # the Singer stream loaded into it
+    path: str
+    items_field: str  # the request body's list of items, also the noun for one in messages
+    key: str  # the field that names an item, in the request and in each result
+    per_request: int  # the most items a request may carry (the API reference's limit)
+    mode: WriteMode
+    verb: str  # what it does to an item, for messages
+    written: str  # the status of an item written
+
+    @property
+    def noun(self) -> str:
+        return self.items_field.removesuffix("s")
+
+    def body(self, items: list[dict[str, Any]]) -> dict[str, Any]:
+        return {self.items_field: items}
+
+    def outcomes(self, data: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Outcome]:
+        """What the answer ``data`` says of each item named in ``keys``.
+
+        Results that are not objects are ignored; an item the answer leaves out is rejected,
+        since nothing says it was written.
+        """
+        results = data.get("results")
+        by_key = {
+            str(result.get(self.key)): result
+            for result in (results if isinstance(results, list) else [])
+            if isinstance(result, dict)
+        }
+        outcomes: dict[str, Outcome] = {}
+        for key in keys:
+            result = by_key.get(key)
+            if result is None:
+                outcomes[key] = Rejected(
+                    f"Recotap's answer left this {self.noun} out: outcome unknown", answered=False
+                )
+            elif result.get("status") == self.written:
+                outcomes[key] = Accepted()
+            else:
+                error = result.get("error") or f"status {result.get('status')!r}"
+                outcomes[key] = Rejected(f"Recotap did not {self.verb} it: {error}")
+        return outcomes
+
+
+DEALS = Endpoint(
+    stream="deals",
+    path="/deals",
+    items_field="deals",
+    key="externalDealId",
+    per_request=100,
+    mode=WriteMode.UPSERT,
+    verb="upsert",
+    written="upserted",
+)
+PIPELINES = Endpoint(
+    stream="deal_stages",
+    path="/deal-stages",
+    items_field="pipelines",
+    key="pipelineId",
+    per_request=20,
+    mode=WriteMode.CREATE_OR_CONFLICT,
+    verb="create",
+    written="created",
+)
+ENDPOINTS = {endpoint.stream: endpoint for endpoint in (DEALS, PIPELINES)}
