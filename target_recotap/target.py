@@ -24,7 +24,6 @@ from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
 from target_recotap.client import (
-    EndpointStats,
     ProxyUnusable,
     RecotapClient,
     RecotapError,
@@ -117,7 +116,12 @@ class TargetRecotap(SingerTarget):
         self.ledger = SettlementLedger(self.write_state)
         self.input = InputProgress()
         self.sink_context = SinkContext(
-            self.client, self.dispatcher, self.ledger, self.rejects, self.input
+            self.client,
+            self.dispatcher,
+            self.ledger,
+            self.rejects,
+            self.input,
+            dry_run=self.dry_run is not None,
         )
         self.progress = ProgressLog(
             self.logger,
@@ -414,45 +418,11 @@ class TargetRecotap(SingerTarget):
                 metrics.log(logger, point)
 
     def _log_summary(self) -> None:
-        for stream, stats in self.sink_context.stream_stats.items():
-            if stream not in SINKS:
-                self.logger.warning(
-                    "Skipped stream %r (%d records): this target loads only deals and "
-                    "deal_stages; rename a stream with a stream map to load it",
-                    stream,
-                    stats.received,
-                )
-                continue
-            endpoint = ENDPOINTS[stream]
-            calls = self.client.stats.get(endpoint.path) or EndpointStats()
-            if self.dry_run is not None:
-                self.logger.info(
-                    "Summary %s (dry run): received %d, would send %d in %s, rejected %d, "
-                    "merged duplicates %d",
-                    stream,
-                    stats.received,
-                    stats.sent,
-                    plural(calls.requests, "request"),
-                    stats.rejected,
-                    stats.merged,
-                )
-                continue
-            self.logger.info(
-                "Summary %s: received %d, sent %d, %s %d, skipped as existing %d, "
-                "rejected %d, merged duplicates %d, requests %d, retries %d, "
-                "request-seconds %.1f",
-                stream,
-                stats.received,
-                stats.sent,
-                endpoint.written,
-                stats.accepted,
-                stats.skipped_existing,
-                stats.rejected,
-                stats.merged,
-                calls.requests,
-                calls.retries,
-                calls.seconds,
-            )
+        """Each stream's summary line, in the order the streams came, then the run's."""
+        for stream in self.sink_context.stream_stats:
+            sink = self._stream_sink(stream)
+            if sink is not None:
+                sink.log_summary()
         if self.dry_run is not None:
             bodies = sum(calls.requests for calls in self.client.stats.values())
             self.logger.info(

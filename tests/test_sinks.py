@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 from singer_sdk import Target
 
-from target_recotap.client import Reply
-from target_recotap.endpoints import PIPELINES, Endpoint
+from target_recotap.client import EndpointStats, Reply
+from target_recotap.endpoints import DEALS, PIPELINES, Endpoint
 from target_recotap.flow import Dispatcher, Throttle
 from target_recotap.rejects import RejectLog
 from target_recotap.settlement import SettlementLedger
@@ -46,6 +46,7 @@ class FakeClient:
         self.refuse = refuse
         self.deal_requests: list[list[dict[str, Any]]] = []
         self.pipeline_requests: list[list[dict[str, Any]]] = []
+        self.stats = {DEALS.path: EndpointStats(requests=3, retries=1, seconds=0.5)}
 
     def push(self, endpoint: Endpoint, items: list[dict[str, Any]]) -> Reply:
         if endpoint is PIPELINES:
@@ -168,3 +169,24 @@ def test_a_pipeline_waits_for_the_end_of_a_complete_input(complete):
     else:  # never sent, so never settled: no STATE passes it
         assert run.client.pipeline_requests == []
         assert run.states == []
+
+
+def test_each_sink_writes_its_own_summary_line(caplog):
+    run = Run(FakeClient(refuse=frozenset({"Bad"})))
+    deals = run.sink(DealsSink, "deals", DEAL_SCHEMA, ["externalDealId"])
+    pipelines = run.sink(DealStagesSink, "deal_stages", PIPELINE_SCHEMA, ["pipelineId"])
+    run.read(deals, {"externalDealId": "d1", "name": "Good"})
+    run.read(deals, {"externalDealId": "d2", "name": "Bad"})
+    run.input.finished = run.input.complete = True
+    deals.process_batch({})
+    pipelines.process_batch({})
+    run.finish(deals)
+    with caplog.at_level(logging.INFO):
+        deals.log_summary()
+        pipelines.log_summary()
+    assert [r.getMessage() for r in caplog.records if r.getMessage().startswith("Summary")] == [
+        "Summary deals: received 2, sent 2, upserted 1, skipped as existing 0, rejected 1, "
+        "merged duplicates 0, requests 3, retries 1, request-seconds 0.5",
+        "Summary deal_stages: received 0, sent 0, created 0, skipped as existing 0, rejected 0, "
+        "merged duplicates 0, requests 0, retries 0, request-seconds 0.0",
+    ]

@@ -12,14 +12,16 @@ from singer_sdk import metrics
 from singer_sdk.exceptions import MissingKeyPropertiesError
 from singer_sdk.sinks import BatchSink
 
-from target_recotap.client import PayloadTooLarge, RequestRejected
+from target_recotap.client import EndpointStats, PayloadTooLarge, RequestRejected
 from target_recotap.normalize import InvalidRecord, pick, to_text
 from target_recotap.sinks.context import context_of
 from target_recotap.validation import RecordValidator
+from target_recotap.wording import plural
 
 if TYPE_CHECKING:
     from singer_sdk import Target
 
+    from target_recotap.endpoints import Endpoint
     from target_recotap.settlement import Received
 
 
@@ -44,6 +46,8 @@ class RecotapSink(BatchSink, abc.ABC):
     ledger (``hold``) until the request carrying it landed, or it was rejected (``settle``).
     """
 
+    #: Where the stream's items go.
+    endpoint: Endpoint
     #: The fields that hold the ID Recotap knows a record by (the item's key), in that order.
     id_fields: tuple[str, ...]
 
@@ -64,6 +68,7 @@ class RecotapSink(BatchSink, abc.ABC):
         self.ledger = context.ledger
         self.rejects = context.rejects
         self.input = context.input
+        self.dry_run = context.dry_run
         self.stats = context.stream_stats[stream_name]
 
     def use_schema(self, source: str, schema: dict, key_properties: Sequence[str] | None) -> None:
@@ -159,6 +164,38 @@ class RecotapSink(BatchSink, abc.ABC):
     def refused(self, item: Item, reason: str) -> None:
         """Recotap refused ``item``: reject the records it was made from."""
         self.reject(item.sources, reason, item.key)
+
+    def log_summary(self) -> None:
+        stats = self.stats
+        calls = self.client.stats.get(self.endpoint.path) or EndpointStats()
+        if self.dry_run:
+            self.logger.info(
+                "Summary %s (dry run): received %d, would send %d in %s, rejected %d, "
+                "merged duplicates %d",
+                self.stream_name,
+                stats.received,
+                stats.sent,
+                plural(calls.requests, "request"),
+                stats.rejected,
+                stats.merged,
+            )
+            return
+        self.logger.info(
+            "Summary %s: received %d, sent %d, %s %d, skipped as existing %d, "
+            "rejected %d, merged duplicates %d, requests %d, retries %d, "
+            "request-seconds %.1f",
+            self.stream_name,
+            stats.received,
+            stats.sent,
+            self.endpoint.written,
+            stats.accepted,
+            stats.skipped_existing,
+            stats.rejected,
+            stats.merged,
+            calls.requests,
+            calls.retries,
+            calls.seconds,
+        )
 
     def process_record(self, record: dict, context: dict) -> None:
         """Unused: the target calls ``accept``, which buffers in the sink's own structures."""

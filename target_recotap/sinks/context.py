@@ -56,6 +56,7 @@ class SinkContext:
     ledger: SettlementLedger
     rejects: RejectLog
     input: InputProgress
+    dry_run: bool = False
     stream_stats: defaultdict[str, StreamStats] = field(
         default_factory=lambda: defaultdict(StreamStats)
     )
@@ -83,3 +84,6 @@ class StreamSink(Protocol):
 
     def reject_unmapped(self, received: Received, reason: str) -> None:
         """Take a record that its stream map could not transform."""
+
+    def log_summary(self) -> None:
+        """The stream's line in the end-of-run summary."""

@@ -45,6 +45,7 @@ class PipelineDraft:
 class DealStagesSink(RecotapSink):
     """Groups records by ``pipelineId`` and creates each pipeline once."""
 
+    endpoint = PIPELINES
     id_fields = PIPELINE_ID_NAMES
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -47,6 +47,7 @@ def _merged(item: Item) -> TypeGuard[DealItem]:
 class DealsSink(RecotapSink):
     """Buffers one item per ``externalDealId``, its versions merged, and sends full batches."""
 
+    endpoint = DEALS
     id_fields = DEAL_ID_NAMES
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:

@@ -45,6 +45,14 @@ class SkippedStreamSink(BatchSink):
         """Count the record: skipped, its map's failure does not matter."""
         self.stats.received += 1
 
+    def log_summary(self) -> None:
+        self.logger.warning(
+            "Skipped stream %r (%d records): this target loads only deals and "
+            "deal_stages; rename a stream with a stream map to load it",
+            self.stream_name,
+            self.stats.received,
+        )
+
     def process_record(self, record: dict, context: dict) -> None:
         raise NotImplementedError
 
