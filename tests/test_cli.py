@@ -7,6 +7,7 @@ import re
 import time
 
 from support import (
+    LiveTarget,
     config_for,
     deal,
     deals_messages,
@@ -16,6 +17,7 @@ from support import (
     schema,
     state,
     states_from,
+    wait_until,
     write_config,
 )
 
@@ -348,6 +350,42 @@ def test_requests_that_time_out_count_in_request_seconds(emulator, tmp_path):
     summary = re.search(r"requests 3, retries 2, request-seconds (\d+\.\d)$", run.stderr, re.M)
     assert summary, run.stderr
     assert float(summary.group(1)) >= 0.8  # three attempts of 0.3 s each
+
+
+def test_a_request_that_times_out_is_retried_and_the_retry_lands_the_deals(emulator, tmp_path):
+    # README: request_timeout, "Seconds to wait for one HTTP request before it counts as
+    # failed"; max_retries, "Retries of one request on 429, 5xx, timeouts ...".
+    emulator.faults.latency_ms = 3000
+    # The retry waits 1 to 2 s: time enough to make the emulator answer at once again. Two
+    # deals fill a batch, so it is sent while the input is still open.
+    config = config_for(emulator, request_timeout=1, retry_initial_delay=2, batch_size_rows=2)
+    target = LiveTarget(write_config(tmp_path, config))
+    target.send([*deals_messages([deal(1), deal(2)]), state({"s": 1})])
+    timed_out = target.log_line("POST /deals: a timeout")
+    emulator.faults.latency_ms = 0
+    code, states, log = target.finish()
+
+    assert code == 0, log
+    assert re.search(
+        rf"POST /deals: a timeout waiting for 127\.0\.0\.1:{emulator.port} to answer; "
+        r"retry 1 of 8 in (1\.\d|2\.0) s$",
+        timed_out,
+    ), timed_out
+    assert states == [{"s": 1}]
+    assert emulator.store.deals() == {f"deal-{n}": deal(n) for n in (1, 2)}
+    # The attempt that timed out had written them too, before its answer came too late: the
+    # upsert makes two writes one deal each.
+    assert emulator.store.deal_versions() == {"deal-1": 2, "deal-2": 2}
+    assert re.search(
+        r"Summary deals: received 2, sent 2, upserted 2, .*requests 2, retries 1, "
+        r"request-seconds (\d+\.\d)$",
+        log,
+        re.M,
+    ), log
+    wait_until(
+        lambda: all(r["status"] for r in emulator.store.requests()),
+        "the late answer to the attempt that timed out",
+    )
 
 
 def test_a_mistyped_api_key_is_not_printed(tmp_path):
