@@ -193,7 +193,8 @@ class LiveTarget:
 
     def finish(self, timeout: float = 60) -> tuple[int, list[Any], str]:
         """Close stdin and wait; return the exit code, the STATEs not yet read, and the log."""
-        assert self.process.stdin is not None and self.process.stdout is not None
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
         self.process.stdin.close()
         try:
             self.process.wait(timeout)
