@@ -108,6 +108,24 @@ def test_a_dry_run_needs_no_key_and_moves_no_bookmark(emulator, tmp_path):
     assert [len(json.loads(line)["deals"]) for line in out.read_text().splitlines()] == [2]
 
 
+def test_each_dry_run_writes_its_bodies_anew(emulator, tmp_path):
+    # README: dry_run_path, "Where dry_run writes request bodies (overwritten each run)".
+    out = tmp_path / "bodies.jsonl"
+    config = write_config(
+        tmp_path, {"api_url": emulator.url, "dry_run": True, "dry_run_path": str(out)}
+    )
+
+    def bodies() -> list[dict]:
+        return [json.loads(line) for line in out.read_text().splitlines()]
+
+    first = run_cli(["--config", str(config)], deals_messages([deal(1), deal(2)]))
+    assert first.returncode == 0, first.stderr
+    assert bodies() == [{"deals": [deal(1), deal(2)]}]
+    second = run_cli(["--config", str(config)], deals_messages([deal(3)]))
+    assert second.returncode == 0, second.stderr
+    assert bodies() == [{"deals": [deal(3)]}]
+
+
 def test_the_key_never_appears_in_any_output(emulator, tmp_path):
     key = "k3y-that-must-stay-secret"
     emulator.api_key = key
@@ -386,6 +404,91 @@ def test_a_request_that_times_out_is_retried_and_the_retry_lands_the_deals(emula
         lambda: all(r["status"] for r in emulator.store.requests()),
         "the late answer to the attempt that timed out",
     )
+
+
+SUMMARY = re.compile(r"Summary (deals|deal_stages): (.*)$", re.M)
+
+
+def summaries(log: str) -> dict[str, dict[str, float]]:
+    """Stream -> each count of its summary line, by name (``{"received": 9, ...}``)."""
+    return {
+        stream: {
+            name: float(number)
+            for name, number in (part.rsplit(" ", 1) for part in counts.split(", "))
+        }
+        for stream, counts in SUMMARY.findall(log)
+    }
+
+
+def test_the_summary_counts_are_what_recotap_and_the_dead_letter_hold(emulator, tmp_path):
+    # README: "one summary line per stream: received, sent, upserted/created, skipped as
+    # existing, rejected, merged duplicates, requests (every attempt, retries included), retries".
+    emulator.store.create_pipelines([pipeline("p-old")])
+    emulator.faults.fail_ids = {"deal-5": "deal is locked"}  # Recotap answers "failed" for it
+    dead_letter = tmp_path / "rejected.jsonl"
+    config = config_for(emulator, dead_letter_path=str(dead_letter), max_rejected_records=10)
+    messages = [
+        *deals_messages(
+            [
+                deal(1),
+                deal(2, amount=1),
+                deal(2, amount=2),  # merged into the one before
+                *(deal(3, amount=n) for n in range(3)),  # two merged
+                deal(4, ownerEmail="not an email"),  # rejected before sending
+                deal(5),  # sent, and failed by Recotap
+                {"name": "no ID"},  # rejected before sending
+            ]
+        ),
+        schema("deal_stages"),
+        record("deal_stages", pipeline("p-old")),  # skipped as existing
+        record("deal_stages", pipeline("p-new")),
+        record("deal_stages", {**pipeline("p-bad"), "pipelineLabel": ""}),  # rejected
+    ]
+
+    run = run_cli(["--config", str(write_config(tmp_path, config))], messages)
+
+    assert run.returncode == 0, run.stderr
+    counts = summaries(run.stderr)
+    rejected = [json.loads(line) for line in dead_letter.read_text().splitlines()]
+    rejected = [m for m in rejected if m["type"] == "RECORD"]
+    requests = emulator.store.requests()
+    deals = counts["deals"]
+    assert deals == {
+        "received": 9,
+        "sent": 4,
+        "upserted": 3,
+        "skipped as existing": 0,
+        "rejected": 3,
+        "merged duplicates": 3,
+        "requests": 1,
+        "retries": 0,
+        "request-seconds": deals["request-seconds"],
+    }
+    assert deals["upserted"] == len(emulator.store.deals())
+    assert deals["rejected"] == len([m for m in rejected if m["stream"] == "deals"])
+    deal_requests = [r for r in requests if r["endpoint"] == "POST /deals"]
+    assert deals["requests"] == len(deal_requests)
+    assert deals["sent"] == sum(r["items"] for r in deal_requests)
+    assert deals["received"] == deals["sent"] + deals["merged duplicates"] + 2  # 2 never sent
+
+    pipelines = counts["deal_stages"]
+    assert pipelines == {
+        "received": 3,
+        "sent": 1,
+        "created": 1,
+        "skipped as existing": 1,
+        "rejected": 1,
+        "merged duplicates": 0,
+        "requests": 2,
+        "retries": 0,
+        "request-seconds": pipelines["request-seconds"],
+    }
+    assert pipelines["created"] == len(emulator.store.pipelines()) - 1  # less p-old
+    assert pipelines["rejected"] == len([m for m in rejected if m["stream"] == "deal_stages"])
+    # p-old and p-new together, refused with a 409 for p-old; then p-new alone.
+    pipeline_requests = [r for r in requests if r["endpoint"] == "POST /deal-stages"]
+    assert [(r["items"], r["status"]) for r in pipeline_requests] == [(2, 409), (1, 201)]
+    assert pipelines["requests"] == len(pipeline_requests)
 
 
 def test_a_mistyped_api_key_is_not_printed(tmp_path):
