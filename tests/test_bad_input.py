@@ -327,6 +327,31 @@ def test_a_record_the_schema_cannot_be_checked_against_is_rejected_alone(emulato
     assert states_from(run.stdout)[-1] == {"s": 2}
 
 
+def test_a_batch_message_stops_the_run_naming_its_line(emulator, tmp_path):
+    # README, Bad input: "... or a BATCH message: the deals read before it are sent and
+    # checkpointed ..., then the run stops with exit code 1 and one line naming the input line
+    # number and the problem".
+    batch = {
+        "type": "BATCH",
+        "stream": "deals",
+        "encoding": {"format": "jsonl", "compression": "gzip"},
+        "manifest": ["file:///nowhere/deals-1.json.gz"],
+    }
+    messages = [*deals_messages([deal(1)]), state({"s": 1}), batch, record("deals", deal(2))]
+    config = write_config(tmp_path, config_for(emulator))
+
+    run = run_cli(["--config", str(config)], messages)
+
+    assert run.returncode == 1
+    errors = [line for line in run.stderr.splitlines() if "| ERROR" in line]
+    assert [error.split(" | ")[-1] for error in errors] == [
+        "Input line 4: BATCH messages are not supported: run the tap without batch mode"
+    ]
+    assert set(emulator.store.deals()) == {"deal-1"}
+    assert states_from(run.stdout) == [{"s": 1}]
+    assert "Traceback" not in run.stderr
+
+
 message_types = st.sampled_from(["SCHEMA", "RECORD", "STATE", "ACTIVATE_VERSION", "BATCH", "X"])
 fuzz_values = st.recursive(
     st.none() | st.booleans() | st.integers() | st.text(max_size=20),
