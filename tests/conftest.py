@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import os
 import signal
+import ssl
 from typing import TYPE_CHECKING
 
 import pytest
+import trustme
 from hypothesis import HealthCheck, settings
 
 from target_recotap.emulator import EmulatorServer, EmulatorStore, Faults
@@ -56,3 +58,19 @@ def emulator() -> Iterator[EmulatorServer]:
             yield server
     finally:
         store.close()
+
+
+@pytest.fixture(scope="module")
+def authority() -> trustme.CA:
+    return trustme.CA()  # a private CA, as a TLS-inspecting proxy would use
+
+
+@pytest.fixture
+def https_emulator(authority: trustme.CA) -> Iterator[EmulatorServer]:
+    """An emulator answering over https, with a certificate for 127.0.0.1 from ``authority``."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    authority.issue_cert("127.0.0.1").configure_cert(context)
+    server = EmulatorServer(api_key="tls-key", tls=context).start()
+    yield server
+    server.stop()
+    server.store.close()

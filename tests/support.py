@@ -8,6 +8,7 @@ import os
 import socket
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -159,6 +160,15 @@ class LiveTarget:
             text=True,
             env={**os.environ, **(env or {})},
         )
+        # The log is read as it comes, so that a test can act on a line while the run goes on.
+        self._log_lines: list[str] = []
+        self._log_reader = threading.Thread(target=self._read_log, daemon=True)
+        self._log_reader.start()
+
+    def _read_log(self) -> None:
+        assert self.process.stderr is not None
+        for line in self.process.stderr:
+            self._log_lines.append(line)
 
     def send(self, messages: list[dict | str]) -> None:
         assert self.process.stdin is not None
@@ -172,10 +182,28 @@ class LiveTarget:
         assert line, "the target ended without writing another STATE"
         return json.loads(line)
 
+    def log_line(self, fragment: str, timeout: float = 30) -> str:
+        """Wait for the first log line that holds ``fragment``; return it."""
+
+        def found() -> str | None:
+            return next((line for line in list(self._log_lines) if fragment in line), None)
+
+        wait_until(found, f"a log line holding {fragment!r}", timeout)
+        return str(found()).rstrip("\n")
+
     def finish(self, timeout: float = 60) -> tuple[int, list[Any], str]:
         """Close stdin and wait; return the exit code, the STATEs not yet read, and the log."""
-        out, err = self.process.communicate(timeout=timeout)
-        return self.process.returncode, states_from(out), err
+        assert self.process.stdin is not None
+        assert self.process.stdout is not None
+        self.process.stdin.close()
+        try:
+            self.process.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            raise
+        out = self.process.stdout.read()
+        self._log_reader.join(timeout)
+        return self.process.returncode, states_from(out), "".join(self._log_lines)
 
 
 def wait_until(condition: Callable[[], Any], what: str, timeout: float = 10) -> None:

@@ -6,6 +6,7 @@ import email.utils
 import errno
 import logging
 import random
+import signal
 import socket
 import ssl
 import time
@@ -14,6 +15,7 @@ from http.client import RemoteDisconnected
 
 import pytest
 from support import (
+    LiveTarget,
     config_for,
     deal,
     deals_messages,
@@ -198,6 +200,31 @@ def test_429_with_retry_after_is_waited_out(emulator, capsys, caplog):
     assert "POST /deals: 429 ThrottlerException: Too Many Requests; retry 1 of 8 in 1.0 s" in [
         r.getMessage() for r in caplog.records
     ]
+
+
+@pytest.mark.parametrize("http_date", [False, True], ids=["seconds", "http-date"])
+def test_a_retry_after_of_a_day_is_waited_600_s_at_most_and_a_signal_ends_the_wait(
+    emulator, tmp_path, http_date
+):
+    # RetryPolicy.max_retry_after: a Retry-After far off (a day, here) is waited for 600 s,
+    # announced as such, and SIGTERM still ends the wait at once.
+    emulator.faults.retry_after = 86400
+    emulator.faults.retry_after_http_date = http_date
+    emulator.faults.script.append("429")
+    target = LiveTarget(write_config(tmp_path, config_for(emulator, batch_size_rows=1)))
+    target.send([*deals_messages([deal(1)]), state({"s": 1})])
+    waiting = target.log_line("POST /deals: 429")
+    target.process.send_signal(signal.SIGTERM)
+    code, states, log = target.finish(timeout=30)  # not the 600 s
+
+    assert waiting.endswith(
+        "POST /deals: 429 ThrottlerException: Too Many Requests; retry 1 of 8 in 600.0 s"
+    )
+    assert code == 1
+    assert states == []
+    assert [r["status"] for r in emulator.store.requests()] == [429]
+    assert "Stopped by SIGTERM: records not yet confirmed were not checkpointed. No STATE" in log
+    assert "Traceback" not in log
 
 
 def test_5xx_then_success(emulator, capsys):

@@ -7,6 +7,7 @@ import re
 import time
 
 from support import (
+    LiveTarget,
     config_for,
     deal,
     deals_messages,
@@ -16,6 +17,7 @@ from support import (
     schema,
     state,
     states_from,
+    wait_until,
     write_config,
 )
 
@@ -104,6 +106,24 @@ def test_a_dry_run_needs_no_key_and_moves_no_bookmark(emulator, tmp_path):
     assert states_from(run.stdout) == []
     assert emulator.store.requests() == []
     assert [len(json.loads(line)["deals"]) for line in out.read_text().splitlines()] == [2]
+
+
+def test_each_dry_run_writes_its_bodies_anew(emulator, tmp_path):
+    # README: dry_run_path, "Where dry_run writes request bodies (overwritten each run)".
+    out = tmp_path / "bodies.jsonl"
+    config = write_config(
+        tmp_path, {"api_url": emulator.url, "dry_run": True, "dry_run_path": str(out)}
+    )
+
+    def bodies() -> list[dict]:
+        return [json.loads(line) for line in out.read_text().splitlines()]
+
+    first = run_cli(["--config", str(config)], deals_messages([deal(1), deal(2)]))
+    assert first.returncode == 0, first.stderr
+    assert bodies() == [{"deals": [deal(1), deal(2)]}]
+    second = run_cli(["--config", str(config)], deals_messages([deal(3)]))
+    assert second.returncode == 0, second.stderr
+    assert bodies() == [{"deals": [deal(3)]}]
 
 
 def test_the_key_never_appears_in_any_output(emulator, tmp_path):
@@ -348,6 +368,127 @@ def test_requests_that_time_out_count_in_request_seconds(emulator, tmp_path):
     summary = re.search(r"requests 3, retries 2, request-seconds (\d+\.\d)$", run.stderr, re.M)
     assert summary, run.stderr
     assert float(summary.group(1)) >= 0.8  # three attempts of 0.3 s each
+
+
+def test_a_request_that_times_out_is_retried_and_the_retry_lands_the_deals(emulator, tmp_path):
+    # README: request_timeout, "Seconds to wait for one HTTP request before it counts as
+    # failed"; max_retries, "Retries of one request on 429, 5xx, timeouts ...".
+    emulator.faults.latency_ms = 3000
+    # The retry waits 1 to 2 s: time enough to make the emulator answer at once again. Two
+    # deals fill a batch, so it is sent while the input is still open.
+    config = config_for(emulator, request_timeout=1, retry_initial_delay=2, batch_size_rows=2)
+    target = LiveTarget(write_config(tmp_path, config))
+    target.send([*deals_messages([deal(1), deal(2)]), state({"s": 1})])
+    timed_out = target.log_line("POST /deals: a timeout")
+    emulator.faults.latency_ms = 0
+    code, states, log = target.finish()
+
+    assert code == 0, log
+    assert re.search(
+        rf"POST /deals: a timeout waiting for 127\.0\.0\.1:{emulator.port} to answer; "
+        r"retry 1 of 8 in (1\.\d|2\.0) s$",
+        timed_out,
+    ), timed_out
+    assert states == [{"s": 1}]
+    assert emulator.store.deals() == {f"deal-{n}": deal(n) for n in (1, 2)}
+    # The attempt that timed out had written them too, before its answer came too late: the
+    # upsert makes two writes one deal each.
+    assert emulator.store.deal_versions() == {"deal-1": 2, "deal-2": 2}
+    assert re.search(
+        r"Summary deals: received 2, sent 2, upserted 2, .*requests 2, retries 1, "
+        r"request-seconds (\d+\.\d)$",
+        log,
+        re.M,
+    ), log
+    wait_until(
+        lambda: all(r["status"] for r in emulator.store.requests()),
+        "the late answer to the attempt that timed out",
+    )
+
+
+SUMMARY = re.compile(r"Summary (deals|deal_stages): (.*)$", re.M)
+
+
+def summaries(log: str) -> dict[str, dict[str, float]]:
+    """Stream -> each count of its summary line, by name (``{"received": 9, ...}``)."""
+    return {
+        stream: {
+            name: float(number)
+            for name, number in (part.rsplit(" ", 1) for part in counts.split(", "))
+        }
+        for stream, counts in SUMMARY.findall(log)
+    }
+
+
+def test_the_summary_counts_are_what_recotap_and_the_dead_letter_hold(emulator, tmp_path):
+    # README: "one summary line per stream: received, sent, upserted/created, skipped as
+    # existing, rejected, merged duplicates, requests (every attempt, retries included), retries".
+    emulator.store.create_pipelines([pipeline("p-old")])
+    emulator.faults.fail_ids = {"deal-5": "deal is locked"}  # Recotap answers "failed" for it
+    dead_letter = tmp_path / "rejected.jsonl"
+    config = config_for(emulator, dead_letter_path=str(dead_letter), max_rejected_records=10)
+    messages = [
+        *deals_messages(
+            [
+                deal(1),
+                deal(2, amount=1),
+                deal(2, amount=2),  # merged into the one before
+                *(deal(3, amount=n) for n in range(3)),  # two merged
+                deal(4, ownerEmail="not an email"),  # rejected before sending
+                deal(5),  # sent, and failed by Recotap
+                {"name": "no ID"},  # rejected before sending
+            ]
+        ),
+        schema("deal_stages"),
+        record("deal_stages", pipeline("p-old")),  # skipped as existing
+        record("deal_stages", pipeline("p-new")),
+        record("deal_stages", {**pipeline("p-bad"), "pipelineLabel": ""}),  # rejected
+    ]
+
+    run = run_cli(["--config", str(write_config(tmp_path, config))], messages)
+
+    assert run.returncode == 0, run.stderr
+    counts = summaries(run.stderr)
+    rejected = [json.loads(line) for line in dead_letter.read_text().splitlines()]
+    rejected = [m for m in rejected if m["type"] == "RECORD"]
+    requests = emulator.store.requests()
+    deals = counts["deals"]
+    assert deals == {
+        "received": 9,
+        "sent": 4,
+        "upserted": 3,
+        "skipped as existing": 0,
+        "rejected": 3,
+        "merged duplicates": 3,
+        "requests": 1,
+        "retries": 0,
+        "request-seconds": deals["request-seconds"],
+    }
+    assert deals["upserted"] == len(emulator.store.deals())
+    assert deals["rejected"] == len([m for m in rejected if m["stream"] == "deals"])
+    deal_requests = [r for r in requests if r["endpoint"] == "POST /deals"]
+    assert deals["requests"] == len(deal_requests)
+    assert deals["sent"] == sum(r["items"] for r in deal_requests)
+    assert deals["received"] == deals["sent"] + deals["merged duplicates"] + 2  # 2 never sent
+
+    pipelines = counts["deal_stages"]
+    assert pipelines == {
+        "received": 3,
+        "sent": 1,
+        "created": 1,
+        "skipped as existing": 1,
+        "rejected": 1,
+        "merged duplicates": 0,
+        "requests": 2,
+        "retries": 0,
+        "request-seconds": pipelines["request-seconds"],
+    }
+    assert pipelines["created"] == len(emulator.store.pipelines()) - 1  # less p-old
+    assert pipelines["rejected"] == len([m for m in rejected if m["stream"] == "deal_stages"])
+    # p-old and p-new together, refused with a 409 for p-old; then p-new alone.
+    pipeline_requests = [r for r in requests if r["endpoint"] == "POST /deal-stages"]
+    assert [(r["items"], r["status"]) for r in pipeline_requests] == [(2, 409), (1, 201)]
+    assert pipelines["requests"] == len(pipeline_requests)
 
 
 def test_a_mistyped_api_key_is_not_printed(tmp_path):

@@ -5,6 +5,8 @@ from __future__ import annotations
 import base64
 import http.client
 import importlib.util
+import select
+import socket
 import threading
 import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -27,13 +29,15 @@ from support import (
 
 
 class ForwardProxy(ThreadingHTTPServer):
-    """A plain-HTTP forward proxy on loopback that records what passed through it."""
+    """A forward proxy on loopback that records what passed through it: plain-HTTP requests
+    it forwards, and CONNECT tunnels (for https) it relays."""
 
     daemon_threads = True
 
     def __init__(self) -> None:
         super().__init__(("127.0.0.1", 0), _ProxyHandler)
-        self.seen: list[tuple[str, str | None]] = []  # (absolute URL, Proxy-Authorization)
+        # (absolute URL, or host:port of a tunnel; Proxy-Authorization)
+        self.seen: list[tuple[str, str | None]] = []
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
     @property
@@ -63,6 +67,27 @@ class _ProxyHandler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(payload)))
         self.end_headers()
         self.wfile.write(payload)
+
+    def do_CONNECT(self) -> None:
+        self.server.seen.append((self.path, self.headers.get("Proxy-Authorization")))
+        host, _, port = self.path.rpartition(":")
+        assert host == "127.0.0.1"  # this proxy only ever tunnels to loopback
+        with socket.create_connection((host, int(port)), timeout=10) as upstream:
+            self.send_response(200, "Connection established")
+            self.end_headers()
+            ends = {self.connection: upstream, upstream: self.connection}
+            # Relay bytes both ways (TLS, which this proxy cannot read) until a side closes.
+            while True:
+                ready, _, _ = select.select(list(ends), [], [], 10)
+                if not ready:
+                    break
+                for end in ready:
+                    data = end.recv(65536)
+                    if not data:
+                        self.close_connection = True
+                        return
+                    ends[end].sendall(data)
+        self.close_connection = True
 
     def log_message(self, format: str, *args: object) -> None:
         """Quiet."""
@@ -107,6 +132,38 @@ def test_no_proxy_sends_directly(emulator, proxy, no_proxy_settings, capsys):
     assert outcome.exit_code == 0
     assert "deal-1" in emulator.store.deals()
     assert proxy.seen == []
+
+
+@pytest.mark.parametrize(
+    ("no_proxy", "through_proxy"), [("", True), ("127.0.0.1", False)], ids=["proxied", "NO_PROXY"]
+)
+def test_https_goes_through_the_https_proxy_with_its_credentials_unless_no_proxy_says(
+    https_emulator, authority, proxy, tmp_path, no_proxy, through_proxy
+):
+    # README: "Behind a proxy, set HTTPS_PROXY (credentials may be in its URL) and, if needed,
+    # NO_PROXY". Recotap is https: the proxy is asked for a tunnel (CONNECT), with the
+    # credentials, and TLS runs through it to Recotap's own certificate.
+    bundle = tmp_path / "ca.pem"
+    authority.cert_pem.write_to_path(str(bundle))
+    proxy_url = proxy.url.replace("http://", "http://me:s%40cret@")
+    env = {
+        **{name: "" for name in ("HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy")},
+        "HTTPS_PROXY": proxy_url,
+        "https_proxy": proxy_url,
+        "NO_PROXY": no_proxy,
+        "no_proxy": no_proxy,
+        "REQUESTS_CA_BUNDLE": str(bundle),
+    }
+    config = write_config(tmp_path, config_for(https_emulator))
+
+    run = run_cli(["--config", str(config)], deals_messages([deal(1), deal(2)]), env=env)
+
+    assert run.returncode == 0, run.stderr
+    assert set(https_emulator.store.deals()) == {"deal-1", "deal-2"}
+    credentials = "Basic " + base64.b64encode(b"me:s@cret").decode()
+    tunnels = [(f"127.0.0.1:{https_emulator.port}", credentials)] if through_proxy else []
+    assert proxy.seen == tunnels
+    assert "cret" not in run.stderr
 
 
 def test_a_proxy_where_nothing_listens_stops_within_seconds_naming_the_proxy(emulator, tmp_path):

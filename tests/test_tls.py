@@ -4,29 +4,11 @@ CURL_CA_BUNDLE's), as requests does."""
 from __future__ import annotations
 
 import logging
-import ssl
+import subprocess
 import time
 
 import pytest
-import trustme
 from support import config_for, deal, deals_messages, run_cli, run_in_process, write_config
-
-from target_recotap.emulator import EmulatorServer
-
-
-@pytest.fixture(scope="module")
-def authority() -> trustme.CA:
-    return trustme.CA()  # a private CA, as a TLS-inspecting proxy would use
-
-
-@pytest.fixture
-def https_emulator(authority):
-    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    authority.issue_cert("127.0.0.1").configure_cert(context)
-    server = EmulatorServer(api_key="tls-key", tls=context).start()
-    yield server
-    server.stop()
-    server.store.close()
 
 
 @pytest.fixture
@@ -48,6 +30,30 @@ def test_deals_arrive_over_https_with_the_ca_from_the_environment(
     outcome = run_in_process(config_for(https_emulator), deals_messages([deal(1)]), capsys)
 
     assert outcome.exit_code == 0
+    assert "deal-1" in https_emulator.store.deals()
+
+
+def test_deals_arrive_over_https_with_a_ca_directory_from_the_environment(
+    https_emulator, authority, tmp_path
+):
+    # README: "a private CA goes in REQUESTS_CA_BUNDLE (a file or a directory)". A directory of
+    # CAs is OpenSSL's: each certificate under the hash of its subject, as c_rehash names it.
+    pem = authority.cert_pem.bytes()
+    subject_hash = subprocess.run(
+        ["openssl", "x509", "-hash", "-noout"], input=pem, capture_output=True, check=True
+    ).stdout.decode()
+    authorities = tmp_path / "certs"
+    authorities.mkdir()
+    (authorities / f"{subject_hash.strip()}.0").write_bytes(pem)
+    config = write_config(tmp_path, config_for(https_emulator))
+
+    run = run_cli(
+        ["--config", str(config)],
+        deals_messages([deal(1)]),
+        env={"REQUESTS_CA_BUNDLE": str(authorities), "CURL_CA_BUNDLE": ""},
+    )
+
+    assert run.returncode == 0, run.stderr
     assert "deal-1" in https_emulator.store.deals()
 
 
