@@ -38,6 +38,12 @@ from target_recotap.flow import Throttle
 logger = logging.getLogger("target-recotap.client")
 
 RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
+# The longest backoff between retries, and the longest Retry-After honoured (a longer one, a
+# day say, is waited this long), in seconds.
+MAX_RETRY_DELAY = 60.0
+MAX_RETRY_AFTER = 600.0
+# Where the CA bundle to trust is named, as requests reads it: the first one set.
+CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 # Express's (and so NestJS's) default JSON body limit, 100 KiB: Recotap documents none.
 DEFAULT_MAX_BODY_BYTES = 100 * 1024
 USER_AGENT = f"target-recotap/{__version__} urllib3/{urllib3.__version__}"
@@ -113,8 +119,9 @@ class CertificateRefused(RecotapError):
     """Recotap's TLS certificate failed verification: retrying cannot help."""
 
 
-class ProxyUnusable(ValueError):
-    """The proxy the environment names cannot be used; the message says how to fix it."""
+class EnvironmentUnusable(ValueError):
+    """The proxy or the CA bundle the environment names cannot be used; the message says how
+    to fix it."""
 
 
 class Stopped(RecotapError):
@@ -155,8 +162,8 @@ class RetryPolicy:
 
     max_retries: int = 8
     initial_delay: float = 1.0
-    max_delay: float = 60.0
-    max_retry_after: float = 600.0
+    max_delay: float = MAX_RETRY_DELAY
+    max_retry_after: float = MAX_RETRY_AFTER
     rng: random.Random = field(default_factory=random.Random)
 
     def delay(self, retry: int, retry_after: str | None) -> float:
@@ -417,9 +424,16 @@ def connections_for(base_url: str, connections: int) -> urllib3.PoolManager:
     urllib3 directly, not a requests Session: requests' own layers cost twice urllib3's CPU
     for each request, and a first sync sends thousands.
     """
-    ca_bundle = (
-        os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get("CURL_CA_BUNDLE") or certifi.where()
+    named = next(
+        ((name, os.environ[name]) for name in CA_BUNDLE_VARIABLES if os.environ.get(name)), None
     )
+    if named and not os.path.exists(named[1]):
+        # Else every request would fail as if Recotap could not be reached.
+        raise EnvironmentUnusable(
+            f"{named[0]} names {named[1]!r}, which does not exist: set it to a CA bundle file "
+            "or a directory of CA certificates, or unset it"
+        )
+    ca_bundle = named[1] if named else certifi.where()
     options: dict[str, Any] = {
         "num_pools": 1,
         "maxsize": connections,
@@ -434,12 +448,14 @@ def connections_for(base_url: str, connections: int) -> urllib3.PoolManager:
         try:
             from urllib3.contrib.socks import SOCKSProxyManager
         except ImportError:
-            raise ProxyUnusable(
+            raise EnvironmentUnusable(
                 f"the {scheme} proxy from the environment needs PySocks: pip install pysocks"
             ) from None
         return SOCKSProxyManager(proxy, **options)
     if scheme not in ("http", "https"):
-        raise ProxyUnusable(f"the proxy from the environment is a {scheme}:// URL, not http(s)")
+        raise EnvironmentUnusable(
+            f"the proxy from the environment is a {scheme}:// URL, not http(s)"
+        )
     user, password = get_auth_from_url(proxy)
     if user:
         options["proxy_headers"] = urllib3.make_headers(proxy_basic_auth=f"{user}:{password}")

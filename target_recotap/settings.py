@@ -11,6 +11,8 @@ from urllib.parse import urlsplit
 
 from singer_sdk import typing as th
 
+from target_recotap.client import MAX_RETRY_AFTER, MAX_RETRY_DELAY
+
 DEFAULT_API_URL = "https://eapi.recotap.com/api/v1"
 DEFAULT_DRY_RUN_PATH = "recotap-dry-run.jsonl"
 DEFAULT_PROGRESS_INTERVAL = 30
@@ -54,7 +56,8 @@ CONFIG_SCHEMA = th.PropertiesList(
         default=1,
         title="First retry delay",
         description="Seconds before the first retry; doubles on each retry (with jitter), "
-        "up to 60 s. A Retry-After header takes precedence.",
+        f"up to {MAX_RETRY_DELAY:g} s. A Retry-After header takes precedence, up to "
+        f"{MAX_RETRY_AFTER:g} s.",
     ),
     th.Property(
         "max_concurrent_requests",

@@ -24,7 +24,7 @@ from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
 from target_recotap.client import (
-    ProxyUnusable,
+    EnvironmentUnusable,
     RecotapClient,
     RecotapError,
     RetryPolicy,
@@ -107,8 +107,8 @@ class TargetRecotap(SingerTarget):
         )
         try:
             self.client = self._make_client()
-        except ProxyUnusable as exc:
-            raise ConfigValidationError("Proxy unusable", errors=[str(exc)]) from None
+        except EnvironmentUnusable as exc:
+            raise ConfigValidationError("Environment unusable", errors=[str(exc)]) from None
         # A dry run keeps no dead letter: what it rejects was never sent, and a dry run of a
         # replay would otherwise append to the file it reads.
         dead_letter = None if self.config.get("dry_run") else self.config.get("dead_letter_path")

@@ -19,9 +19,9 @@ from target_recotap.client import (
     USER_AGENT,
     ApiUnreachable,
     AuthenticationFailed,
+    EnvironmentUnusable,
     PayloadTooLarge,
     PipelineConflict,
-    ProxyUnusable,
     RecotapClient,
     RequestRejected,
     RetryPolicy,
@@ -446,5 +446,7 @@ def test_a_proxy_of_another_kind_is_refused_saying_so(monkeypatch):
     for name in ("NO_PROXY", "no_proxy", "http_proxy"):
         monkeypatch.delenv(name, raising=False)
 
-    with pytest.raises(ProxyUnusable, match=r"^the proxy from the environment is a ftp:// URL"):
+    with pytest.raises(
+        EnvironmentUnusable, match=r"^the proxy from the environment is a ftp:// URL"
+    ):
         connections_for("http://127.0.0.1:9/api/v1", 1)

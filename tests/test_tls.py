@@ -57,6 +57,27 @@ def test_deals_arrive_over_https_with_a_ca_directory_from_the_environment(
     assert "deal-1" in https_emulator.store.deals()
 
 
+@pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
+def test_a_ca_bundle_that_does_not_exist_is_a_settings_error_in_one_line(
+    https_emulator, tmp_path, variable
+):
+    # Else every request fails as if Recotap were down, and the run retries for minutes.
+    missing = tmp_path / "missing.pem"
+    config = write_config(tmp_path, config_for(https_emulator))
+    env = {"REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": "", variable: str(missing)}
+
+    run = run_cli(["--config", str(config)], deals_messages([deal(1)]), env=env)
+
+    assert run.returncode == 1
+    errors = [line for line in run.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1
+    assert errors[0].endswith(
+        f"Settings: {variable} names {str(missing)!r}, which does not exist: set it to a CA "
+        "bundle file or a directory of CA certificates, or unset it"
+    )
+    assert https_emulator.store.requests() == []
+
+
 def test_an_untrusted_certificate_stops_the_run_at_once_saying_what_to_set(
     https_emulator, no_ca_settings, capsys, caplog
 ):
