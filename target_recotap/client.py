@@ -34,14 +34,11 @@ from urllib3.exceptions import HTTPError as TransportError
 from target_recotap import __version__
 from target_recotap.endpoints import PIPELINES, Endpoint, WriteMode
 from target_recotap.flow import Throttle
+from target_recotap.settings import MAX_RETRY_AFTER, MAX_RETRY_DELAY
 
 logger = logging.getLogger("target-recotap.client")
 
 RETRIABLE_STATUSES = frozenset({429, 500, 502, 503, 504})
-# The longest backoff between retries, and the longest Retry-After honoured (a longer one, a
-# day say, is waited this long), in seconds.
-MAX_RETRY_DELAY = 60.0
-MAX_RETRY_AFTER = 600.0
 # Where the CA bundle to trust is named, as requests reads it: the first one set.
 CA_BUNDLE_VARIABLES = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
 # Express's (and so NestJS's) default JSON body limit, 100 KiB: Recotap documents none.

@@ -14,10 +14,14 @@ from typing import Any
 import msgspec
 import urllib3
 
-from target_recotap.client import encode_json
+from target_recotap.client import RecotapError, encode_json
 from target_recotap.endpoints import ENDPOINTS
 
 _BY_PATH = {endpoint.path: endpoint for endpoint in ENDPOINTS.values()}
+
+
+class DryRunUnwritable(RecotapError):
+    """The dry run's file cannot be written (a full disk): the run stops, saying so."""
 
 
 class DryRunTransport:
@@ -33,11 +37,15 @@ class DryRunTransport:
     def urlopen(
         self, method: str, url: str, redirect: bool = True, **kw: Any
     ) -> urllib3.BaseHTTPResponse:
-        if method != "POST":  # GET /deal-stages: a dry run meets no pipeline that exists
-            return urllib3.HTTPResponse(body=b"[]", status=200)
+        # Only POSTs come: the one GET (GET /deal-stages) follows a 409, which never comes here.
         body: bytes = kw["body"]
-        with self._write_lock, self.path.open("ab") as out:
-            out.write(body + b"\n")
+        try:
+            with self._write_lock, self.path.open("ab") as out:
+                out.write(body + b"\n")
+        except OSError as exc:
+            raise DryRunUnwritable(
+                f"dry_run_path {str(self.path)!r} cannot be written: {exc.strerror}"
+            ) from None
         endpoint = _BY_PATH[urllib3.util.parse_url(url).path or ""]
         items = msgspec.json.decode(body)[endpoint.items_field]
         results = [{endpoint.key: item[endpoint.key], "status": endpoint.written} for item in items]

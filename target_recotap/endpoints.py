@@ -39,16 +39,13 @@ Outcome = Accepted | Rejected
 class Endpoint:
     stream: str  # the Singer stream loaded into it
     path: str
-    items_field: str  # the request body's list of items, also the noun for one in messages
+    items_field: str  # the request body's list of items
+    noun: str  # one item, in messages
     key: str  # the field that names an item, in the request and in each result
     per_request: int  # the most items a request may carry (the API reference's limit)
     mode: WriteMode
     verb: str  # what it does to an item, for messages
     written: str  # the status of an item written
-
-    @property
-    def noun(self) -> str:
-        return self.items_field.removesuffix("s")
 
     def body(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         return {self.items_field: items}
@@ -84,6 +81,7 @@ DEALS = Endpoint(
     stream="deals",
     path="/deals",
     items_field="deals",
+    noun="deal",
     key="externalDealId",
     per_request=100,
     mode=WriteMode.UPSERT,
@@ -94,6 +92,7 @@ PIPELINES = Endpoint(
     stream="deal_stages",
     path="/deal-stages",
     items_field="pipelines",
+    noun="pipeline",
     key="pipelineId",
     per_request=20,
     mode=WriteMode.CREATE_OR_CONFLICT,

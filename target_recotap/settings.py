@@ -11,11 +11,13 @@ from urllib.parse import urlsplit
 
 from singer_sdk import typing as th
 
-from target_recotap.client import MAX_RETRY_AFTER, MAX_RETRY_DELAY
-
 DEFAULT_API_URL = "https://eapi.recotap.com/api/v1"
 DEFAULT_DRY_RUN_PATH = "recotap-dry-run.jsonl"
 DEFAULT_PROGRESS_INTERVAL = 30
+# The longest backoff between retries, and the longest Retry-After honoured (a longer one, a
+# day say, is waited this long), in seconds.
+MAX_RETRY_DELAY = 60.0
+MAX_RETRY_AFTER = 600.0
 
 CONFIG_SCHEMA = th.PropertiesList(
     th.Property(

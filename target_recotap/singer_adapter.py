@@ -17,6 +17,7 @@ pyproject.toml is then: move it, run that test, fix what it names.
 from __future__ import annotations
 
 import abc
+import json
 import sys
 from typing import IO, TYPE_CHECKING, Any
 
@@ -95,8 +96,10 @@ class SingerTarget(Target, abc.ABC):
         self._handle_max_record_age()
 
     def write_state(self, state: dict[str, Any]) -> None:
-        """Write a STATE message to standard output, as the SDK does."""
-        self._write_state_message(state)
+        """Write a STATE message to standard output, as the SDK would: the only way this
+        target writes one (the settlement ledger calls it)."""
+        sys.stdout.write(json.dumps(state) + "\n")
+        sys.stdout.flush()
 
     # The overrides ----------------------------------------------------------------------------
 
@@ -117,6 +120,16 @@ class SingerTarget(Target, abc.ABC):
 
     def _handle_termination(self, signum: int, frame: FrameType | None) -> None:
         self.on_signal(signum)
+
+    def _write_state_message(self, state: dict) -> None:
+        # The SDK writes the last STATE it read whenever it drains its sinks, whether or not
+        # their records are settled. This target's STATEs come from its ledger alone (through
+        # write_state), and it reads none through the SDK; a new SDK that writes one anyway
+        # must stop the run loudly, not quietly break the promise.
+        raise RuntimeError(
+            "singer-sdk tried to write a STATE itself, which this target never lets it do: "
+            "see target_recotap/singer_adapter.py"
+        )
 
     @classmethod
     def cb_config(

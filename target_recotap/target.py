@@ -28,6 +28,7 @@ from target_recotap.client import (
     RecotapClient,
     RecotapError,
     RetryPolicy,
+    connections_for,
 )
 from target_recotap.dry_run import DryRunTransport
 from target_recotap.endpoints import ENDPOINTS
@@ -100,18 +101,22 @@ class TargetRecotap(SingerTarget):
             raise ConfigValidationError("Config validation failed", errors=problems)
         self.throttle = Throttle(int(self.config.get("max_concurrent_requests", 4)))
         self.dispatcher = Dispatcher(self.throttle)
-        self.dry_run = (
-            DryRunTransport(self.config.get("dry_run_path", DEFAULT_DRY_RUN_PATH))
-            if self.config.get("dry_run")
-            else None
-        )
+        # What the run writes to in place of Recotap in a dry run; None in a real run.
+        self.dry_run: DryRunTransport | None = None
+        if self.config.get("dry_run"):
+            path = self.config.get("dry_run_path", DEFAULT_DRY_RUN_PATH)
+            try:
+                self.dry_run = DryRunTransport(path)
+            except OSError as exc:
+                problem = f"dry_run_path {path!r} cannot be written: {exc.strerror}"
+                raise ConfigValidationError("Dry run unwritable", errors=[problem]) from None
         try:
             self.client = self._make_client()
         except EnvironmentUnusable as exc:
             raise ConfigValidationError("Environment unusable", errors=[str(exc)]) from None
         # A dry run keeps no dead letter: what it rejects was never sent, and a dry run of a
         # replay would otherwise append to the file it reads.
-        dead_letter = None if self.config.get("dry_run") else self.config.get("dead_letter_path")
+        dead_letter = None if self.dry_run is not None else self.config.get("dead_letter_path")
         self.rejects = RejectLog(self.logger, dead_letter)
         self.ledger = SettlementLedger(self.write_state)
         self.input = InputProgress()
@@ -145,12 +150,16 @@ class TargetRecotap(SingerTarget):
         return problems
 
     def _make_client(self) -> RecotapClient:
+        api_url = self.config.get("api_url", DEFAULT_API_URL)
         if self.dry_run is not None:
+            # A dry run is the check before a real run: the proxy and CA bundle that one would
+            # use are read and refused as it would, though no connection is made.
+            connections_for(api_url, 1).clear()
             return RecotapClient(
                 DryRunTransport.URL, api_key="", throttle=self.throttle, transport=self.dry_run
             )
         return RecotapClient(
-            self.config.get("api_url", DEFAULT_API_URL),
+            api_url,
             self.config["api_key"],
             timeout=float(self.config.get("request_timeout", 60)),
             retry=RetryPolicy(
@@ -256,7 +265,7 @@ class TargetRecotap(SingerTarget):
 
     def on_state(self, message_dict: dict) -> None:
         self.require_keys(message_dict, {"value"})
-        if self.config.get("dry_run"):
+        if self.dry_run is not None:
             return  # nothing reaches Recotap, so the tap's bookmarks must not move
         self.ledger.state(message_dict["value"])
 
@@ -378,7 +387,7 @@ class TargetRecotap(SingerTarget):
         if self.rejects.total > limit:
             if self.rejects.path:
                 where = f"they are in {self.rejects.path}"
-            elif self.config.get("dry_run"):
+            elif self.dry_run is not None:
                 where = "a dry run writes no dead letter: the warnings above name them"
             else:
                 where = "set dead_letter_path to keep them"

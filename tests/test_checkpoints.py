@@ -126,10 +126,10 @@ class SnapshotTarget(TargetRecotap):
     emulator = None
     snapshots: list
 
-    def _write_state_message(self, state_value):
+    def write_state(self, state_value):
         stored = set(self.emulator.store.deals()) | set(self.emulator.store.pipelines())
         self.snapshots.append((state_value, stored))
-        super()._write_state_message(state_value)
+        super().write_state(state_value)
 
 
 def gated_lines(messages, target, gates):

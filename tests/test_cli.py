@@ -248,6 +248,17 @@ def test_output_folders_are_created_and_an_unwritable_one_is_a_settings_error(em
     assert "Traceback" not in run.stderr
 
 
+def test_a_dry_run_path_that_is_a_folder_is_a_settings_error_in_one_line(tmp_path):
+    config = write_config(tmp_path, {"dry_run": True, "dry_run_path": str(tmp_path)})
+    run = run_cli(["--config", str(config)], ["never read"])
+    assert run.returncode == 1
+    errors = [line for line in run.stderr.splitlines() if "ERROR" in line]
+    assert len(errors) == 1
+    assert errors[0].endswith(
+        f"Settings: dry_run_path {str(tmp_path)!r} cannot be written: Is a directory"
+    )
+
+
 PROGRESS = re.compile(
     r"Progress deals: read (\d+) \(([\d,]+)/s over the last 0\.2 s\), "
     r"sent (\d+), rejected (\d+)$"

@@ -146,10 +146,10 @@ class SnapshotTarget(TargetRecotap):
 
     emulator = None
 
-    def _write_state_message(self, state_value):
+    def write_state(self, state_value):
         stored = {k: v["amount"] for k, v in self.emulator.store.deals().items()}
         self.snapshots.append((state_value, stored))
-        super()._write_state_message(state_value)
+        super().write_state(state_value)
 
 
 def test_under_faults_every_state_written_was_backed_by_the_data(emulator, capsys):

@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from singer_sdk import Target
 
-from target_recotap.client import EndpointStats, Reply
+from target_recotap.client import EndpointStats, PipelineConflict, Reply
 from target_recotap.endpoints import DEALS, PIPELINES, Endpoint
 from target_recotap.flow import Dispatcher, Throttle
 from target_recotap.rejects import RejectLog
@@ -42,8 +42,11 @@ PIPELINE_SCHEMA = {
 class FakeClient:
     """Answers every item written, but a deal whose name is in ``refuse``; keeps each request."""
 
-    def __init__(self, refuse: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self, refuse: frozenset[str] = frozenset(), existing: frozenset[str] = frozenset()
+    ) -> None:
         self.refuse = refuse
+        self.existing = existing  # pipelines Recotap holds: a request with one is refused 409
         self.deal_requests: list[list[dict[str, Any]]] = []
         self.pipeline_requests: list[list[dict[str, Any]]] = []
         self.stats = {DEALS.path: EndpointStats(requests=3, retries=1, seconds=0.5)}
@@ -51,6 +54,9 @@ class FakeClient:
     def push(self, endpoint: Endpoint, items: list[dict[str, Any]]) -> Reply:
         if endpoint is PIPELINES:
             self.pipeline_requests.append(items)
+            conflicting = {p["pipelineId"] for p in items} & self.existing
+            if conflicting:
+                raise PipelineConflict("409", conflicting)
             return Reply(
                 {"results": [{"pipelineId": p["pipelineId"], "status": "created"} for p in items]}
             )
@@ -190,3 +196,41 @@ def test_each_sink_writes_its_own_summary_line(caplog):
         "Summary deal_stages: received 0, sent 0, created 0, skipped as existing 0, rejected 0, "
         "merged duplicates 0, requests 0, retries 0, request-seconds 0.0",
     ]
+
+
+def stage(pipeline_id: str, stage_id: str, **fields: Any) -> dict[str, Any]:
+    return {
+        "pipelineId": pipeline_id,
+        "pipelineLabel": "Sales",
+        "stageId": stage_id,
+        "stageLabel": "New",
+        **fields,
+    }
+
+
+def test_a_409_skips_the_pipelines_that_exist_and_sends_the_rest():
+    run = Run(FakeClient(existing=frozenset({"p1"})))
+    sink = run.sink(DealStagesSink, "deal_stages", PIPELINE_SCHEMA, ["pipelineId", "stageId"])
+    run.read(sink, stage("p1", "s1"))
+    run.read(sink, stage("p2", "s1"))
+    run.ledger.state({"after": 2})
+    run.finish(sink)
+    assert [[p["pipelineId"] for p in r] for r in run.client.pipeline_requests] == [
+        ["p1", "p2"],
+        ["p2"],
+    ]
+    assert (sink.stats.skipped_existing, sink.stats.accepted) == (1, 1)
+    assert run.states == [{"after": 2}]
+
+
+def test_a_pipeline_held_back_by_a_rejected_record_is_rejected_whole_and_settles():
+    run = Run(FakeClient())
+    sink = run.sink(DealStagesSink, "deal_stages", PIPELINE_SCHEMA, ["pipelineId", "stageId"])
+    run.read(sink, stage("p1", "s1"))
+    run.read(sink, stage("p1", "s2", stageLabel=""))  # no label: rejected on arrival
+    run.ledger.state({"after": 2})
+    assert run.states == []  # the first record is held with its pipeline
+    run.finish(sink)
+    assert run.client.pipeline_requests == []
+    assert run.rejects.total == 2
+    assert run.states == [{"after": 2}]

@@ -57,13 +57,15 @@ def test_deals_arrive_over_https_with_a_ca_directory_from_the_environment(
     assert "deal-1" in https_emulator.store.deals()
 
 
+@pytest.mark.parametrize("dry_run", [False, True], ids=["real run", "dry run"])
 @pytest.mark.parametrize("variable", ["REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE"])
 def test_a_ca_bundle_that_does_not_exist_is_a_settings_error_in_one_line(
-    https_emulator, tmp_path, variable
+    https_emulator, tmp_path, variable, dry_run
 ):
-    # Else every request fails as if Recotap were down, and the run retries for minutes.
+    # Else every request fails as if Recotap were down, and the run retries for minutes. A
+    # dry run, the check before a real run, says it too.
     missing = tmp_path / "missing.pem"
-    config = write_config(tmp_path, config_for(https_emulator))
+    config = write_config(tmp_path, config_for(https_emulator, dry_run=dry_run))
     env = {"REQUESTS_CA_BUNDLE": "", "CURL_CA_BUNDLE": "", variable: str(missing)}
 
     run = run_cli(["--config", str(config)], deals_messages([deal(1)]), env=env)

@@ -90,6 +90,12 @@ class RecotapSink(BatchSink, abc.ABC):
         """
         return _UnloggedTimer(metrics.Metric.BATCH_PROCESSING_TIME)
 
+    @property
+    def batch_limit(self) -> int:
+        """Most items a request carries: batch_size_rows may lower it, never raise it past the
+        endpoint's limit."""
+        return min(self.batch_size_rows or self.endpoint.per_request, self.endpoint.per_request)
+
     def dispatch(self, batch: list[Item], send: Callable[[list[Item]], None]) -> None:
         """Send one batch through the dispatcher; its records settle once it has landed."""
         self.dispatcher.submit(

@@ -123,7 +123,7 @@ class DealStagesSink(RecotapSink):
                 "stages": draft.ordered_stages(),
             }
             ready.append(Item(pipeline_id, body, draft.sources))
-        size = min(self.batch_size_rows or PIPELINES.per_request, PIPELINES.per_request)
+        size = self.batch_limit
         for start in range(0, len(ready), size):
             self.dispatch(ready[start : start + size], self._send)
 
@@ -134,12 +134,12 @@ class DealStagesSink(RecotapSink):
 
     def _send(self, items: list[Item]) -> None:
         try:
-            reply = self.client.push(PIPELINES, [item.body for item in items])
+            reply = self.client.push(self.endpoint, [item.body for item in items])
         except PipelineConflict as conflict:
             self._after_conflict(items, conflict)
             return
         self.stats.add(sent=len(items))
-        outcomes = PIPELINES.outcomes(reply.data, (item.key for item in items))
+        outcomes = self.endpoint.outcomes(reply.data, (item.key for item in items))
         for item in items:
             outcome = outcomes[item.key]
             if isinstance(outcome, Rejected):
@@ -202,7 +202,7 @@ class DealStagesSink(RecotapSink):
                 plural(unchanged, "pipeline"),
             )
         if unlisted:
-            self._warn_not_compared(unlisted, f"GET {PIPELINES.path} did not list them")
+            self._warn_not_compared(unlisted, f"GET {self.endpoint.path} did not list them")
 
     def _warn_not_compared(self, count: int, reason: str) -> None:
         self.logger.warning(

@@ -58,8 +58,7 @@ class DealsSink(RecotapSink):
 
     @cached_property  # asked for every record; the setting cannot change during a run
     def max_size(self) -> int:
-        # batch_size_rows may lower the batch, never raise it past the API's limit.
-        return min(self.batch_size_rows or DEALS.per_request, DEALS.per_request)
+        return self.batch_limit
 
     @property
     def current_size(self) -> int:
@@ -127,8 +126,8 @@ class DealsSink(RecotapSink):
                 break
 
     def _send(self, items: list[Item]) -> None:
-        reply = self.client.push(DEALS, [item.body for item in items])
-        outcomes = DEALS.outcomes(reply.data, (item.key for item in items))
+        reply = self.client.push(self.endpoint, [item.body for item in items])
+        outcomes = self.endpoint.outcomes(reply.data, (item.key for item in items))
         upserted = 0
         failed = []
         for item in items:
