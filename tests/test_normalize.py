@@ -235,6 +235,22 @@ def test_dates_become_iso_utc(value, expected):
 
 
 @pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-01-15+05:30", "2026-01-14T18:30:00Z"),
+        ("2026-01-15-05:00", "2026-01-15T05:00:00Z"),
+        ("2026-01-15+0530", "2026-01-14T18:30:00Z"),
+        ("2026-01-15Z", "2026-01-15T00:00:00Z"),
+        ("2026-01-15z", "2026-01-15T00:00:00Z"),
+    ],
+)
+def test_a_date_with_an_offset_is_its_midnight_at_that_offset(value, expected):
+    # As XML Schema's dates carry one; not the offset read as a time of day (Python reads
+    # "2026-01-15+05:30" as 05:30, any character between a date and a time being taken).
+    assert to_utc_timestamp(value, "startDate") == expected
+
+
+@pytest.mark.parametrize(
     ("value", "shown", "as_seconds", "as_milliseconds"),
     [
         (1768435200, "1768435200", "2026-01-15T00:00:00Z", "1970-01-21T11:13:55.200Z"),
