@@ -21,11 +21,11 @@ def deal_line(deal_id: str, fields_json: str) -> str:
     )
 
 
-def load(emulator, tmp_path, lines):
-    """Run the target on ``lines``; the deals Recotap stored, the reasons of those rejected
-    (by ID) and the log."""
+def load(emulator, tmp_path, lines, env=None):
+    """Run the target on ``lines`` (with ``env`` added to its environment); the deals Recotap
+    stored, the reasons of those rejected (by ID) and the log."""
     config = write_config(tmp_path, config_for(emulator, max_rejected_records=1000))
-    run = run_cli(["--config", str(config)], [OPEN_SCHEMA, *lines])
+    run = run_cli(["--config", str(config)], [OPEN_SCHEMA, *lines], env=env)
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr
     reasons = {
@@ -75,6 +75,29 @@ def test_epoch_timestamps(emulator, tmp_path):
         "seconds-fraction": f"startDate 1768435200.25 looks like epoch seconds "
         f"(2026-01-15T00:00:00.250Z), {tail} (1970-01-21T11:13:55.200Z): {fix}",
         "arabic-indic": "startDate '١٧٦٨٤٣٥٢٠٠٠٠٠' is not an ISO 8601 date",
+    }
+
+
+def test_dates_do_not_depend_on_the_time_zone_of_the_machine(emulator, tmp_path):
+    cases = {
+        "naive": '"startDate": "2026-01-15T09:30:00"',
+        "naive-ms": '"startDate": "2026-01-15T09:30:00.250"',
+        "offset": '"startDate": "2026-01-15T15:00:00+05:30"',
+        "offset-ms": '"startDate": "2026-01-15T15:00:00.250+05:30"',
+        "date": '"startDate": "2026-01-15"',
+        "epoch-ms": '"startDate": 1768469400250',
+    }
+    lines = [deal_line(k, v) for k, v in cases.items()]
+    # UTC-11, as POSIX writes it: a zone no C library needs a time zone database for.
+    stored, reasons, _ = load(emulator, tmp_path, lines, env={"TZ": "XST+11"})
+    assert reasons == {}
+    assert {k: stored[k]["startDate"] for k in stored} == {
+        "naive": "2026-01-15T09:30:00Z",
+        "naive-ms": "2026-01-15T09:30:00.250Z",
+        "offset": "2026-01-15T09:30:00Z",
+        "offset-ms": "2026-01-15T09:30:00.250Z",
+        "date": "2026-01-15T00:00:00Z",
+        "epoch-ms": "2026-01-15T09:30:00.250Z",
     }
 
 
