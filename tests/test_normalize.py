@@ -228,6 +228,12 @@ def test_imprecise_amounts_have_more_than_15_significant_digits(amount, imprecis
         ("2026-12-31 24:00", "2027-01-01T00:00:00Z"),
         ("2026-01-15T24:00:00.000+05:30", "2026-01-15T18:30:00Z"),
         ("2026-01-15 09:30:00", "2026-01-15T09:30:00Z"),  # no offset: UTC
+        ("2026-01-15T09:30:00z", "2026-01-15T09:30:00Z"),
+        ("2026-01-15T24:00:00z", "2026-01-16T00:00:00Z"),
+        ("20260115T09", "2026-01-15T09:00:00Z"),  # ISO 8601's basic format
+        # Negative epoch milliseconds as text, at the fewest digits read as such and more.
+        ("-1000000000", "1969-12-20T10:13:20Z"),
+        ("-9000000000999", "1684-10-19T07:59:59.001Z"),
     ],
 )
 def test_dates_become_iso_utc(value, expected):
@@ -262,6 +268,7 @@ def test_a_date_with_an_offset_is_its_midnight_at_that_offset(value, expected):
             "1970-01-21T11:13:55.200Z",
         ),
         (94694399999, "94694399999", "4970-09-29T23:59:59Z", "1972-12-31T23:59:59.999Z"),
+        (1, "1", "1970-01-01T00:00:01Z", "1970-01-01T00:00:00.001Z"),
     ],
 )
 def test_epoch_seconds_are_refused_saying_so(value, shown, as_seconds, as_milliseconds):
