@@ -317,6 +317,28 @@ def test_records_the_api_would_refuse_are_invalid(record, reason):
 
 
 @pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("startDate", {}, "startDate must be a date, got an object"),
+        ("closedDate", [], "closedDate must be a date, got a list"),
+        ("startDate", True, "startDate must be a date, got a boolean"),
+        ("associatedAccounts", "acme", "associatedAccounts must be a list, got str"),
+        ("associated_accounts", {}, "associated_accounts must be a list, got an object"),
+        ("amount", {}, "amount must be a number, got an object"),
+        ("amount", False, "amount must be a number, got a boolean"),
+        ("stageId", [1], "stageId must be a string, got a list"),
+        ("ownerId", True, "ownerId must be a string, got a boolean"),
+        ("ownerId", Decimal("1.5"), "ownerId must be a string, got Decimal"),
+        ("ownerEmail", ["jane@example.com"], "ownerEmail must be a string, got a list"),
+    ],
+)
+def test_a_value_of_the_wrong_kind_is_refused_naming_the_kind(field, value, reason):
+    with pytest.raises(InvalidRecord) as refused:
+        deal_body({"externalDealId": "d", "name": "N", field: value})
+    assert str(refused.value) == reason
+
+
+@pytest.mark.parametrize(
     "record",
     [
         {"start_date": "bad", "startDate": "2026-02-02"},
@@ -409,6 +431,45 @@ def test_stage_record_label_names_the_stage():
 def test_stage_without_label_is_invalid():
     with pytest.raises(InvalidRecord, match="stageLabel"):
         pipeline_part({"pipelineId": "p", "pipelineLabel": "P", "stageId": "s"})
+
+
+def test_a_stage_order_that_is_not_a_finite_number_is_none():
+    orders = [
+        Decimal("NaN"), Decimal("Infinity"), float("nan"), float("-inf"), "1", True, None,
+        Decimal("2.5"), 3.5, 4,
+    ]  # fmt: skip
+    part = pipeline_part(
+        {
+            "pipelineId": "p",
+            "pipelineLabel": "P",
+            "stages": [
+                {"stageId": f"s{n}", "stageLabel": "S", "displayOrder": order}
+                for n, order in enumerate(orders)
+            ],
+        }
+    )
+    assert [order for *_, order in part.stages] == [*[None] * 7, Decimal("2.5"), 3.5, 4]
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        ({"pipelineId": ["p"], "label": "P"}, "pipelineId must be a string, got a list"),
+        ({"pipeline_id": True, "label": "P"}, "pipelineId must be a string, got a boolean"),
+        ({"pipelineId": "p", "label": {}}, "label must be a string, got an object"),
+        (
+            {"pipelineId": "p", "pipelineLabel": [], "stages": []},
+            "label must be a string, got a list",
+        ),
+        ({"pipelineId": "p", "label": "P", "stages": "s1"}, "stages must be a list, got str"),
+        ({"pipelineId": "p", "label": "P", "stages": ["s1"]}, "stages[0] must be an object"),
+        ({"label": "P", "stages": []}, "pipelineId is missing or empty"),
+    ],
+)
+def test_a_pipeline_record_that_cannot_be_read_is_refused_saying_why(record, reason):
+    with pytest.raises(InvalidRecord) as refused:
+        pipeline_part(record)
+    assert str(refused.value) == reason
 
 
 @pytest.mark.parametrize(
