@@ -464,6 +464,26 @@ def test_a_stage_order_that_is_not_a_finite_number_is_none():
         ({"pipelineId": "p", "label": "P", "stages": "s1"}, "stages must be a list, got str"),
         ({"pipelineId": "p", "label": "P", "stages": ["s1"]}, "stages[0] must be an object"),
         ({"label": "P", "stages": []}, "pipelineId is missing or empty"),
+        (
+            {"pipelineId": "p", "pipelineLabel": "P", "stageId": "s"},
+            "stage: stageLabel is missing or empty",
+        ),
+        (
+            {"pipelineId": "p", "stages": [{"stageLabel": "S"}]},
+            "stages[0]: stageId is missing or empty",
+        ),
+        (
+            {"pipelineId": "p", "stages": [{"stageId": "s"}]},
+            "stages[0]: stageLabel is missing or empty",
+        ),
+        (
+            {"pipelineId": "p", "stageId": [], "stageLabel": "S"},
+            "stageId must be a string, got a list",
+        ),
+        (
+            {"pipelineId": "p", "stageId": "s", "label": True},
+            "stageLabel must be a string, got a boolean",
+        ),
     ],
 )
 def test_a_pipeline_record_that_cannot_be_read_is_refused_saying_why(record, reason):
