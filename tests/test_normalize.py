@@ -157,6 +157,8 @@ def test_amount_that_is_not_a_number_is_refused(value):
         (Decimal("1E400"), "amount 1.000E+400 is beyond the largest number Recotap can hold"),
         ("-1e400", "amount -1.000E+400 is beyond the largest number Recotap can hold"),
         (10**400, "amount 1.000E+400 is beyond the largest number Recotap can hold (1.798E+308)"),
+        # Below 2**1024, but the least integer that a double rounds up to it, past the largest.
+        (2**1024 - 2**970, "amount 1.798E+308 is beyond the largest number Recotap can hold"),
         (Decimal("1E-400"), "amount 1.000E-400 is nearer 0 than any number Recotap can hold"),
     ],
 )
@@ -431,6 +433,16 @@ def test_stage_record_label_names_the_stage():
 def test_stage_without_label_is_invalid():
     with pytest.raises(InvalidRecord, match="stageLabel"):
         pipeline_part({"pipelineId": "p", "pipelineLabel": "P", "stageId": "s"})
+
+
+@pytest.mark.parametrize(
+    ("written", "shown"),
+    [("x" * 80, "x" * 80), ("x" * 81, "x" * 80 + "..."), ("y" * 500, "y" * 80 + "...")],
+)
+def test_a_reason_shows_at_most_80_characters_of_the_value(written, shown):
+    with pytest.raises(InvalidRecord) as refused:
+        deal_body({"externalDealId": "d", "name": "N", "closedDate": written})
+    assert str(refused.value) == f"closedDate {shown!r} is not an ISO 8601 date"
 
 
 def test_a_stage_order_that_is_not_a_finite_number_is_none():
