@@ -117,9 +117,13 @@ def test_null_absent_and_empty_optionals_are_left_out():
 
 
 def test_integer_ids_become_strings():
-    body = deal_body({"externalDealId": 123, "name": "N", "ownerId": Decimal("456")})
+    # A float: a stream map's expression can make one (JSON input is read as int or Decimal).
+    body = deal_body(
+        {"externalDealId": 123, "name": "N", "ownerId": Decimal("456"), "stageId": 2.0**60}
+    )
     assert body["externalDealId"] == "123"
     assert body["ownerId"] == "456"
+    assert body["stageId"] == "1152921504606846976"
 
 
 @pytest.mark.parametrize(
