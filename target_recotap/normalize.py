@@ -163,9 +163,9 @@ def to_utc_timestamp(value: Any, field_name: str) -> str:
     """A date as ISO 8601 UTC with a ``Z``: ``2026-01-15T00:00:00Z``.
 
     Accepts date-time strings with any offset (no offset means UTC; ``T24:00`` is the next
-    day's midnight), date-only strings (midnight UTC), ``datetime``/``date`` objects and epoch
-    milliseconds, as a number or a string of 10 to 16 ASCII digits. A positive number before
-    1973 as milliseconds is refused as epoch seconds.
+    day's midnight), date-only strings (midnight UTC, or at the date's offset if it has one),
+    ``datetime``/``date`` objects and epoch milliseconds, as a number or a string of 10 to 16
+    ASCII digits. A positive number before 1973 as milliseconds is refused as epoch seconds.
     """
     if isinstance(value, bool):
         raise InvalidRecord(f"{field_name} must be a date, got a boolean")
@@ -201,6 +201,11 @@ def _parse_date_text(text: str, field_name: str) -> dt.datetime:
     if len(digits) in _EPOCH_DIGITS and digits.isdigit() and digits.isascii():
         return _from_epoch_ms(int(text), field_name, repr(text))
     iso = text[:-1] + "+00:00" if text[-1:] in ("Z", "z") else text
+    if iso[10:11] in ("+", "-"):
+        # A date with an offset, as XML Schema writes one: its midnight there. fromisoformat
+        # would take the sign for the date-time separator (it takes any) and the offset for
+        # the time of day.
+        iso = f"{iso[:10]}T00:00{iso[10:]}"
     try:
         if len(iso) == 10:
             return dt.datetime.combine(dt.date.fromisoformat(iso), dt.time())

@@ -39,8 +39,10 @@ JUDGES = {
     "target_recotap.normalize": {
         "test_bad_input.py",
         "test_deal_stages.py",
+        "test_deal_versions.py",
         "test_deals.py",
         "test_normalize.py",
+        "test_odd_values.py",
         "test_recipes.py",
         "test_rejects.py",
         "test_schema_changes.py",

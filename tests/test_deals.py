@@ -10,8 +10,10 @@ from support import (
     deal,
     deals_messages,
     record,
+    run_cli,
     run_in_process,
     schema,
+    write_config,
 )
 
 
@@ -118,3 +120,24 @@ def test_null_or_empty_fields_never_blank_what_recotap_holds(emulator, capsys):
     assert stored["ownerName"] == "Jane"
     assert stored["stageLabel"] == "Proposal"
     assert stored["amount"] == 6
+
+
+def test_a_deal_whose_optional_fields_are_all_null_is_stored_with_none_of_them(emulator, tmp_path):
+    optional = [
+        *("amount", "stageId", "stageLabel", "pipelineId", "pipelineLabel", "startDate"),
+        *("closedDate", "ownerName", "ownerEmail", "ownerId", "dealCurrencyCode"),
+        *("associatedAccounts", "accountExternalId", "accountDomain", "accountName"),
+    ]
+    twins = [
+        *("stage_id", "stage_label", "pipeline_id", "pipeline_label", "start_date"),
+        *("closed_date", "owner_name", "owner_email", "owner_id", "deal_currency_code"),
+        *("associated_accounts", "account_external_id", "account_domain", "account_name"),
+    ]
+    nulls = dict.fromkeys([*optional, *twins])
+    config = write_config(tmp_path, config_for(emulator))
+    loose = {"type": "object", "properties": {}}
+    run = run_cli(
+        ["--config", str(config)], [schema("deals", loose), record("deals", deal(1, **nulls))]
+    )
+    assert run.returncode == 0, run.stderr
+    assert emulator.store.deals() == {"deal-1": deal(1)}

@@ -117,9 +117,13 @@ def test_null_absent_and_empty_optionals_are_left_out():
 
 
 def test_integer_ids_become_strings():
-    body = deal_body({"externalDealId": 123, "name": "N", "ownerId": Decimal("456")})
+    # A float: a stream map's expression can make one (JSON input is read as int or Decimal).
+    body = deal_body(
+        {"externalDealId": 123, "name": "N", "ownerId": Decimal("456"), "stageId": 2.0**60}
+    )
     assert body["externalDealId"] == "123"
     assert body["ownerId"] == "456"
+    assert body["stageId"] == "1152921504606846976"
 
 
 @pytest.mark.parametrize(
@@ -157,6 +161,8 @@ def test_amount_that_is_not_a_number_is_refused(value):
         (Decimal("1E400"), "amount 1.000E+400 is beyond the largest number Recotap can hold"),
         ("-1e400", "amount -1.000E+400 is beyond the largest number Recotap can hold"),
         (10**400, "amount 1.000E+400 is beyond the largest number Recotap can hold (1.798E+308)"),
+        # Below 2**1024, but the least integer that a double rounds up to it, past the largest.
+        (2**1024 - 2**970, "amount 1.798E+308 is beyond the largest number Recotap can hold"),
         (Decimal("1E-400"), "amount 1.000E-400 is nearer 0 than any number Recotap can hold"),
     ],
 )
@@ -228,9 +234,31 @@ def test_imprecise_amounts_have_more_than_15_significant_digits(amount, imprecis
         ("2026-12-31 24:00", "2027-01-01T00:00:00Z"),
         ("2026-01-15T24:00:00.000+05:30", "2026-01-15T18:30:00Z"),
         ("2026-01-15 09:30:00", "2026-01-15T09:30:00Z"),  # no offset: UTC
+        ("2026-01-15T09:30:00z", "2026-01-15T09:30:00Z"),
+        ("2026-01-15T24:00:00z", "2026-01-16T00:00:00Z"),
+        ("20260115T09", "2026-01-15T09:00:00Z"),  # ISO 8601's basic format
+        # Negative epoch milliseconds as text, at the fewest digits read as such and more.
+        ("-1000000000", "1969-12-20T10:13:20Z"),
+        ("-9000000000999", "1684-10-19T07:59:59.001Z"),
     ],
 )
 def test_dates_become_iso_utc(value, expected):
+    assert to_utc_timestamp(value, "startDate") == expected
+
+
+@pytest.mark.parametrize(
+    ("value", "expected"),
+    [
+        ("2026-01-15+05:30", "2026-01-14T18:30:00Z"),
+        ("2026-01-15-05:00", "2026-01-15T05:00:00Z"),
+        ("2026-01-15+0530", "2026-01-14T18:30:00Z"),
+        ("2026-01-15Z", "2026-01-15T00:00:00Z"),
+        ("2026-01-15z", "2026-01-15T00:00:00Z"),
+    ],
+)
+def test_a_date_with_an_offset_is_its_midnight_at_that_offset(value, expected):
+    # As XML Schema's dates carry one; not the offset read as a time of day (Python reads
+    # "2026-01-15+05:30" as 05:30, any character between a date and a time being taken).
     assert to_utc_timestamp(value, "startDate") == expected
 
 
@@ -246,6 +274,7 @@ def test_dates_become_iso_utc(value, expected):
             "1970-01-21T11:13:55.200Z",
         ),
         (94694399999, "94694399999", "4970-09-29T23:59:59Z", "1972-12-31T23:59:59.999Z"),
+        (1, "1", "1970-01-01T00:00:01Z", "1970-01-01T00:00:00.001Z"),
     ],
 )
 def test_epoch_seconds_are_refused_saying_so(value, shown, as_seconds, as_milliseconds):
@@ -291,6 +320,28 @@ def test_unparseable_dates_are_refused(value):
 def test_records_the_api_would_refuse_are_invalid(record, reason):
     with pytest.raises(InvalidRecord, match=reason):
         deal_body(record)
+
+
+@pytest.mark.parametrize(
+    ("field", "value", "reason"),
+    [
+        ("startDate", {}, "startDate must be a date, got an object"),
+        ("closedDate", [], "closedDate must be a date, got a list"),
+        ("startDate", True, "startDate must be a date, got a boolean"),
+        ("associatedAccounts", "acme", "associatedAccounts must be a list, got str"),
+        ("associated_accounts", {}, "associated_accounts must be a list, got an object"),
+        ("amount", {}, "amount must be a number, got an object"),
+        ("amount", False, "amount must be a number, got a boolean"),
+        ("stageId", [1], "stageId must be a string, got a list"),
+        ("ownerId", True, "ownerId must be a string, got a boolean"),
+        ("ownerId", Decimal("1.5"), "ownerId must be a string, got Decimal"),
+        ("ownerEmail", ["jane@example.com"], "ownerEmail must be a string, got a list"),
+    ],
+)
+def test_a_value_of_the_wrong_kind_is_refused_naming_the_kind(field, value, reason):
+    with pytest.raises(InvalidRecord) as refused:
+        deal_body({"externalDealId": "d", "name": "N", field: value})
+    assert str(refused.value) == reason
 
 
 @pytest.mark.parametrize(
@@ -386,6 +437,75 @@ def test_stage_record_label_names_the_stage():
 def test_stage_without_label_is_invalid():
     with pytest.raises(InvalidRecord, match="stageLabel"):
         pipeline_part({"pipelineId": "p", "pipelineLabel": "P", "stageId": "s"})
+
+
+@pytest.mark.parametrize(
+    ("written", "shown"),
+    [("x" * 80, "x" * 80), ("x" * 81, "x" * 80 + "..."), ("y" * 500, "y" * 80 + "...")],
+)
+def test_a_reason_shows_at_most_80_characters_of_the_value(written, shown):
+    with pytest.raises(InvalidRecord) as refused:
+        deal_body({"externalDealId": "d", "name": "N", "closedDate": written})
+    assert str(refused.value) == f"closedDate {shown!r} is not an ISO 8601 date"
+
+
+def test_a_stage_order_that_is_not_a_finite_number_is_none():
+    orders = [
+        Decimal("NaN"), Decimal("Infinity"), float("nan"), float("-inf"), "1", True, None,
+        Decimal("2.5"), 3.5, 4,
+    ]  # fmt: skip
+    part = pipeline_part(
+        {
+            "pipelineId": "p",
+            "pipelineLabel": "P",
+            "stages": [
+                {"stageId": f"s{n}", "stageLabel": "S", "displayOrder": order}
+                for n, order in enumerate(orders)
+            ],
+        }
+    )
+    assert [order for *_, order in part.stages] == [*[None] * 7, Decimal("2.5"), 3.5, 4]
+
+
+@pytest.mark.parametrize(
+    ("record", "reason"),
+    [
+        ({"pipelineId": ["p"], "label": "P"}, "pipelineId must be a string, got a list"),
+        ({"pipeline_id": True, "label": "P"}, "pipelineId must be a string, got a boolean"),
+        ({"pipelineId": "p", "label": {}}, "label must be a string, got an object"),
+        (
+            {"pipelineId": "p", "pipelineLabel": [], "stages": []},
+            "label must be a string, got a list",
+        ),
+        ({"pipelineId": "p", "label": "P", "stages": "s1"}, "stages must be a list, got str"),
+        ({"pipelineId": "p", "label": "P", "stages": ["s1"]}, "stages[0] must be an object"),
+        ({"label": "P", "stages": []}, "pipelineId is missing or empty"),
+        (
+            {"pipelineId": "p", "pipelineLabel": "P", "stageId": "s"},
+            "stage: stageLabel is missing or empty",
+        ),
+        (
+            {"pipelineId": "p", "stages": [{"stageLabel": "S"}]},
+            "stages[0]: stageId is missing or empty",
+        ),
+        (
+            {"pipelineId": "p", "stages": [{"stageId": "s"}]},
+            "stages[0]: stageLabel is missing or empty",
+        ),
+        (
+            {"pipelineId": "p", "stageId": [], "stageLabel": "S"},
+            "stageId must be a string, got a list",
+        ),
+        (
+            {"pipelineId": "p", "stageId": "s", "label": True},
+            "stageLabel must be a string, got a boolean",
+        ),
+    ],
+)
+def test_a_pipeline_record_that_cannot_be_read_is_refused_saying_why(record, reason):
+    with pytest.raises(InvalidRecord) as refused:
+        pipeline_part(record)
+    assert str(refused.value) == reason
 
 
 @pytest.mark.parametrize(

@@ -21,11 +21,11 @@ def deal_line(deal_id: str, fields_json: str) -> str:
     )
 
 
-def load(emulator, tmp_path, lines):
-    """Run the target on ``lines``; the deals Recotap stored, the reasons of those rejected
-    (by ID) and the log."""
+def load(emulator, tmp_path, lines, env=None):
+    """Run the target on ``lines`` (with ``env`` added to its environment); the deals Recotap
+    stored, the reasons of those rejected (by ID) and the log."""
     config = write_config(tmp_path, config_for(emulator, max_rejected_records=1000))
-    run = run_cli(["--config", str(config)], [OPEN_SCHEMA, *lines])
+    run = run_cli(["--config", str(config)], [OPEN_SCHEMA, *lines], env=env)
     assert run.returncode == 0, run.stderr
     assert "Traceback" not in run.stderr
     reasons = {
@@ -75,6 +75,29 @@ def test_epoch_timestamps(emulator, tmp_path):
         "seconds-fraction": f"startDate 1768435200.25 looks like epoch seconds "
         f"(2026-01-15T00:00:00.250Z), {tail} (1970-01-21T11:13:55.200Z): {fix}",
         "arabic-indic": "startDate '١٧٦٨٤٣٥٢٠٠٠٠٠' is not an ISO 8601 date",
+    }
+
+
+def test_dates_do_not_depend_on_the_time_zone_of_the_machine(emulator, tmp_path):
+    cases = {
+        "naive": '"startDate": "2026-01-15T09:30:00"',
+        "naive-ms": '"startDate": "2026-01-15T09:30:00.250"',
+        "offset": '"startDate": "2026-01-15T15:00:00+05:30"',
+        "offset-ms": '"startDate": "2026-01-15T15:00:00.250+05:30"',
+        "date": '"startDate": "2026-01-15"',
+        "epoch-ms": '"startDate": 1768469400250',
+    }
+    lines = [deal_line(k, v) for k, v in cases.items()]
+    # UTC-11, as POSIX writes it: a zone no C library needs a time zone database for.
+    stored, reasons, _ = load(emulator, tmp_path, lines, env={"TZ": "XST+11"})
+    assert reasons == {}
+    assert {k: stored[k]["startDate"] for k in stored} == {
+        "naive": "2026-01-15T09:30:00Z",
+        "naive-ms": "2026-01-15T09:30:00.250Z",
+        "offset": "2026-01-15T09:30:00Z",
+        "offset-ms": "2026-01-15T09:30:00.250Z",
+        "date": "2026-01-15T00:00:00Z",
+        "epoch-ms": "2026-01-15T09:30:00.250Z",
     }
 
 
@@ -191,3 +214,148 @@ def test_amounts_a_double_cannot_hold_and_odd_digits(emulator, tmp_path):
         "123456789012345.67. It is sent as read; other amounts like it in this run get no "
         "further warning"
     )
+
+
+# Accents (composed, and an e with a combining acute), CJK, an emoji past the BMP (U+1F600),
+# Hebrew and Arabic, an RTL override: text with no lone surrogate, which Recotap must get as is.
+WORLD_TEXTS = {
+    "accents": "Crème brûlée São Paulo Zürich e\u0301",
+    "cjk": "東京の商談 거래 交易",
+    "emoji": "Deal \U0001f600 \U0001f680",
+    "hebrew": "עסקה חדשה",
+    "arabic": "صفقة جديدة \u202eright to left",
+}
+
+
+def test_text_in_any_script_arrives_as_it_was_written(emulator, tmp_path):
+    deals = [
+        record(
+            "deals",
+            {
+                "externalDealId": f"{kind}-{text}",
+                "name": text,
+                "ownerName": text,
+                "stageLabel": text,
+                "pipelineLabel": text,
+                "associatedAccounts": [{"externalId": text, "name": text}],
+                "accountName": text,
+            },
+        )
+        for kind, text in WORLD_TEXTS.items()
+    ]
+    pipelines = [
+        record(
+            "deal_stages",
+            {"pipelineId": text, "label": text, "stages": [{"stageId": text, "label": text}]},
+        )
+        for text in WORLD_TEXTS.values()
+    ]
+    stored, reasons, _ = load(emulator, tmp_path, [*deals, schema("deal_stages"), *pipelines])
+    assert reasons == {}
+    assert stored == {
+        f"{kind}-{text}": {
+            "externalDealId": f"{kind}-{text}",
+            "name": text,
+            "ownerName": text,
+            "stageLabel": text,
+            "pipelineLabel": text,
+            "associatedAccounts": [{"externalId": text, "name": text}, {"name": text}],
+        }
+        for kind, text in WORLD_TEXTS.items()
+    }
+    assert emulator.store.pipelines() == {
+        text: {
+            "pipelineId": text,
+            "pipelineLabel": text,
+            "stages": [{"stageId": text, "stageLabel": text}],
+        }
+        for text in WORLD_TEXTS.values()
+    }
+
+
+# Integers no double holds exactly (JavaScript's numbers, Python's floats): through one,
+# each would lose its last digits.
+BIG_INTEGERS = (2**53 + 1, -(2**53 + 1), 10**40 + 1)
+
+
+def odd_from(big: int, count: int) -> list[int]:
+    """``count`` odd integers from ``big`` on, away from 0: none of them a double holds, and
+    each field its own, so that neither a rounding nor a mix-up goes unseen."""
+    return [big + step if big > 0 else big - step for step in range(0, 2 * count, 2)]
+
+
+def test_integer_ids_past_a_double_arrive_digit_for_digit(emulator, tmp_path):
+    deals = [odd_from(big, 6) for big in BIG_INTEGERS]
+    pipelines = [odd_from(big, 2) for big in BIG_INTEGERS]
+    lines = [
+        *(
+            record(
+                "deals",
+                {
+                    "externalDealId": deal_id,
+                    "name": "N",
+                    "ownerId": owner,
+                    "stageId": stage,
+                    "pipelineId": pipeline,
+                    "associatedAccounts": [{"externalId": account}],
+                    "accountExternalId": flat_account,
+                },
+            )
+            for deal_id, owner, stage, pipeline, account, flat_account in deals
+        ),
+        # Integral numbers written with a fraction or an exponent (read as decimals), under
+        # the snake_case twins.
+        '{"type": "RECORD", "stream": "deals", "record": {"external_deal_id": '
+        '9007199254741093.0, "name": "N", "owner_id": -9007199254741095.000, "stage_id": '
+        '1.0000000000000000000000000000000000000001E40, "pipeline_id": 9007199254741097E0, '
+        '"associated_accounts": [{"external_id": 90071992547410990e-1}], '
+        '"account_external_id": -1.0000000000000000000000000000000000000003e+40}}',
+        schema("deal_stages"),
+        *(
+            record(
+                "deal_stages",
+                {
+                    "pipelineId": pipeline,
+                    "label": "P",
+                    "stages": [{"stageId": stage, "label": "S"}],
+                },
+            )
+            for pipeline, stage in pipelines
+        ),
+        '{"type": "RECORD", "stream": "deal_stages", "record": {"pipeline_id": '
+        '9007199254741101.0, "pipeline_label": "P", "stage_id": -9007199254741103e0, '
+        '"label": "S"}}',
+    ]
+    stored, reasons, _ = load(emulator, tmp_path, lines)
+    assert reasons == {}
+    assert list(stored.values()) == [
+        *(
+            {
+                "externalDealId": str(deal_id),
+                "name": "N",
+                "ownerId": str(owner),
+                "stageId": str(stage),
+                "pipelineId": str(pipeline),
+                "associatedAccounts": [{"externalId": str(account)}, {"externalId": str(flat)}],
+            }
+            for deal_id, owner, stage, pipeline, account, flat in deals
+        ),
+        {
+            "externalDealId": "9007199254741093",
+            "name": "N",
+            "ownerId": "-9007199254741095",
+            "stageId": str(10**40 + 1),
+            "pipelineId": "9007199254741097",
+            "associatedAccounts": [
+                {"externalId": "9007199254741099"},
+                {"externalId": str(-(10**40 + 3))},
+            ],
+        },
+    ]
+    assert {
+        pipeline_id: [stage["stageId"] for stage in pipeline["stages"]]
+        for pipeline_id, pipeline in emulator.store.pipelines().items()
+    } == {
+        **{str(pipeline): [str(stage)] for pipeline, stage in pipelines},
+        "9007199254741101": ["-9007199254741103"],
+    }
