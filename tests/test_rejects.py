@@ -414,6 +414,89 @@ def test_the_dead_letter_holds_each_record_as_it_arrived_and_a_replay_rejects_it
     assert all(text in again for text in ODD_RECORDS)
 
 
+# A tap's deals loaded through a stream map that renames and transforms every field and drops
+# the rest: applied twice, to a record already mapped, it would fail (no `id`, no `title`).
+CRM_MAP = {
+    "crm_deals": {
+        "__alias__": "deals",
+        "externalDealId": "'crm-' + str(id)",
+        "name": "title + ' (CRM)'",
+        "amount": "float(cents) / 100",
+        "ownerEmail": "owner",
+        "__else__": None,
+        "__key_properties__": ["externalDealId"],
+    }
+}
+CRM_SCHEMA = (
+    '{"type":"SCHEMA","stream":"crm_deals","key_properties":["id"],"schema":{"type":"object",'
+    '"properties":{"id":{"type":"integer"},"title":{"type":"string"},"cents":{"type":"integer"},'
+    '"owner":{"type":"string"}}}}'
+)
+# The records as the tap writes them, with its own spacing and key order.
+CRM_RECORDS = [
+    '{"title": "Acme",  "id": 1, "cents": 7500000, "owner": "jane@example.com"}',
+    '{"title": "Initech", "id": 2, "cents": 120000, "owner": "jane at example"}',
+    '{ "cents" : 4825050 , "id" : 3 , "title" : "Globex" , "owner" : "joe@example.com" }',
+]
+
+
+def rejection_reasons(path: Path) -> list[str]:
+    return [m[REJECTION_KEY]["reason"] for m in read_dead_letter(path) if m["type"] == "RECORD"]
+
+
+def test_the_dead_letter_keeps_the_record_as_the_tap_sent_it_before_the_stream_map(
+    emulator, tmp_path
+):
+    dead_letter = tmp_path / "rejected.jsonl"
+    config = config_for(
+        emulator, dead_letter_path=str(dead_letter), max_rejected_records=10, stream_maps=CRM_MAP
+    )
+    config_path = write_config(tmp_path, config)
+    source = tmp_path / "crm.jsonl"
+    lines = [
+        CRM_SCHEMA,
+        *('{"type": "RECORD", "stream": "crm_deals", "record": ' + r + "}" for r in CRM_RECORDS),
+        '{"type":"STATE","value":{"crm":3}}',
+    ]
+    source.write_text("\n".join(lines) + "\n")
+    emulator.faults.fail_ids = {"crm-3": "owner is archived"}  # mapped ID: 'crm-' + str(3)
+    first = run_cli(["--config", str(config_path), "--input", str(source)])
+    assert first.returncode == 0, first.stderr
+    assert "Rejected deals record 'crm-2': ownerEmail 'jane at example'" in first.stderr
+    assert "Rejected deals record 'crm-3': Recotap did not upsert it: owner is archived" in (
+        first.stderr
+    )
+    held = dead_letter.read_text().splitlines()
+    assert json.loads(held[0]) == json.loads(CRM_SCHEMA)  # the tap's stream, not the alias
+    assert len(held) == 3
+    for line, text in zip(held[1:], CRM_RECORDS[1:], strict=True):
+        assert '"record": ' + text + "," in line  # byte for byte as on its input line
+    email_reason, recotap_reason = rejection_reasons(dead_letter)
+    assert recotap_reason == "record 'crm-3': Recotap did not upsert it: owner is archived"
+
+    # Replayed with the same config once Recotap takes crm-3: the map applies as it did.
+    emulator.faults.fail_ids = {}
+    replay = run_cli(["--config", str(config_path), "--input", str(dead_letter)])
+    assert replay.returncode == 0, replay.stderr
+    assert rejection_reasons(dead_letter) == [email_reason]
+    after_replay = emulator.store.deals()
+
+    # What the first run would have left, had Recotap taken crm-3 then.
+    emulator.store.reset()
+    reference = {**config, "dead_letter_path": str(tmp_path / "reference.jsonl")}
+    clean = run_cli(["--config", str(write_config(tmp_path, reference)), "--input", str(source)])
+    assert clean.returncode == 0, clean.stderr
+    assert after_replay == emulator.store.deals()
+    assert after_replay["crm-3"] == {
+        "externalDealId": "crm-3",
+        "name": "Globex (CRM)",
+        "amount": 48250.5,
+        "ownerEmail": "joe@example.com",
+    }
+    assert set(after_replay) == {"crm-1", "crm-3"}
+    assert rejection_reasons(tmp_path / "reference.jsonl") == [email_reason]
+
+
 def test_undecodable_input_bytes_are_kept_as_escapes_that_replay_the_same(emulator, tmp_path):
     dead_letter = tmp_path / "rejected.jsonl"
     config = write_config(tmp_path, config_for(emulator, dead_letter_path=str(dead_letter)))
