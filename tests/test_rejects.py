@@ -272,10 +272,13 @@ def test_a_pipeline_rejected_by_the_api_is_named_by_its_pipeline_id(emulator, tm
 
 # A full disk, as the target meets it: a write that fails with an OSError. Files of at most
 # one byte, set in the child itself (not /dev/full: under mutation testing, a mutant of the
-# dead letter's move-aside renamed that device).
+# dead letter's move-aside renamed that device). The limit is lifted as the child exits, for
+# what mutation testing writes then (tests/mutation_site/sitecustomize.py).
 ONE_BYTE_FILES = (
-    "import resource, runpy, sys; "
-    "resource.setrlimit(resource.RLIMIT_FSIZE, (1, 1)); "
+    "import atexit, resource, runpy, sys; "
+    "_, hard = resource.getrlimit(resource.RLIMIT_FSIZE); "
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (1, hard)); "
+    "atexit.register(resource.setrlimit, resource.RLIMIT_FSIZE, (hard, hard)); "
     "sys.argv[0] = 'target-recotap'; "
     "runpy.run_module('target_recotap', run_name='__main__')"
 )
