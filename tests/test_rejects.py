@@ -552,6 +552,26 @@ def test_a_replay_that_stops_early_puts_the_dead_letter_back(emulator, tmp_path)
     assert list(tmp_path.glob("rejected.*.jsonl")) == []
 
 
+def test_a_dead_letter_that_cannot_be_moved_aside_stops_the_replay_in_one_line(emulator, tmp_path):
+    # A name a file system takes (246 bytes), but not with the timestamp added (264).
+    dead_letter = tmp_path / ("r" * 240 + ".jsonl")
+    config = config_for(emulator, dead_letter_path=str(dead_letter))
+    config_path = write_config(tmp_path, config)
+    run_cli(["--config", str(config_path)], deals_messages([deal(1, ownerEmail="bad")]))
+    held = dead_letter.read_text()
+    replay = run_cli(["--config", str(config_path), "--input", str(dead_letter)])
+    assert replay.returncode == 1
+    assert "Traceback" not in replay.stderr
+    (stopped,) = [line for line in replay.stderr.splitlines() if "ERROR" in line]
+    assert (
+        f"Stopped: dead_letter_path {str(dead_letter)!r} is also this run's input, and it cannot "
+        f"be moved aside to '{'r' * 240}." in stopped
+    )
+    assert "Z.jsonl' (File name too long): replay a copy of it instead." in stopped
+    assert dead_letter.read_text() == held
+    assert list(tmp_path.glob("r*.jsonl")) == [dead_letter]
+
+
 def test_a_dry_run_keeps_no_dead_letter_and_leaves_the_file_it_reads(emulator, tmp_path):
     dead_letter = tmp_path / "rejected.jsonl"
     config = config_for(emulator, dead_letter_path=str(dead_letter), max_rejected_records=10)
