@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -270,6 +271,35 @@ def test_a_pipeline_rejected_by_the_api_is_named_by_its_pipeline_id(emulator, tm
     assert "Rejected deal_stages record 'p-9': Recotap refused it" in run.stderr
 
 
+def test_a_long_id_or_key_names_the_record_by_its_first_100_characters(emulator, tmp_path):
+    dead_letter = tmp_path / "rejected.jsonl"
+    config = config_for(emulator, dead_letter_path=str(dead_letter), max_rejected_records=10)
+    messages = [
+        schema("deals", keys=["crm_key"]),
+        record("deals", deal(1, externalDealId="d" * 150, crm_key=1, ownerEmail="not an email")),
+        record("deals", {"crm_key": "k" * 150, "name": "No id"}),
+    ]
+    run = run_cli(["--config", str(write_config(tmp_path, config))], messages)
+    assert run.returncode == 0, run.stderr
+    by_id, by_key = f"{'d' * 100!r}", f"crm_key={'k' * 100!r}"
+    assert f"Rejected deals record {by_id}: ownerEmail 'not an email'" in run.stderr
+    assert f"Rejected deals record {by_key}: externalDealId is missing" in run.stderr
+    first, second = rejection_reasons(dead_letter)
+    assert first.startswith(f"record {by_id}: ")
+    assert second.startswith(f"record {by_key}: ")
+
+
+def test_key_properties_that_are_not_a_list_do_not_name_the_record(emulator, tmp_path):
+    # A SCHEMA that breaks the spec with a string: its characters are no key properties.
+    messages = [
+        {**schema("deals"), "key_properties": "id"},
+        record("deals", {"i": "one", "d": "two", "name": "No id"}),
+    ]
+    run = run_cli(["--config", str(write_config(tmp_path, config_for(emulator)))], messages)
+    assert run.returncode == 3, run.stderr
+    assert "Rejected deals record on input line 2: externalDealId is missing" in run.stderr
+
+
 # A full disk, as the target meets it: a write that fails with an OSError. Files of at most
 # one byte, set in the child itself (not /dev/full: under mutation testing, a mutant of the
 # dead letter's move-aside renamed that device). The limit is lifted as the child exits, for
@@ -500,6 +530,36 @@ def test_the_dead_letter_keeps_the_record_as_the_tap_sent_it_before_the_stream_m
     assert rejection_reasons(tmp_path / "reference.jsonl") == [email_reason]
 
 
+def test_a_schema_sent_again_is_written_again_and_each_record_replays_under_its_own(
+    emulator, tmp_path
+):
+    dead_letter = tmp_path / "rejected.jsonl"
+    config = config_for(emulator, dead_letter_path=str(dead_letter), max_rejected_records=10)
+    config_path = write_config(tmp_path, config)
+    strict = schema("deals", {"type": "object", "properties": {"ownerName": {"type": "string"}}})
+    widened = schema(
+        "deals", {"type": "object", "properties": {"ownerName": {"type": ["string", "integer"]}}}
+    )
+    messages = [
+        strict,
+        record("deals", deal(1, ownerName=12345)),
+        widened,
+        record("deals", deal(2, ownerName=678, ownerEmail="not an email")),
+    ]
+    first = run_cli(["--config", str(config_path)], messages)
+    assert first.returncode == 0, first.stderr
+    held = read_dead_letter(dead_letter)
+    assert [held[0], held[2]] == [strict, widened]
+    assert [m["type"] for m in held] == ["SCHEMA", "RECORD", "SCHEMA", "RECORD"]
+    reasons = rejection_reasons(dead_letter)
+    assert "ownerName" in reasons[0]
+    assert "ownerEmail 'not an email'" in reasons[1]
+
+    replay = run_cli(["--config", str(config_path), "--input", str(dead_letter)])
+    assert replay.returncode == 0, replay.stderr
+    assert rejection_reasons(dead_letter) == reasons
+
+
 def test_undecodable_input_bytes_are_kept_as_escapes_that_replay_the_same(emulator, tmp_path):
     dead_letter = tmp_path / "rejected.jsonl"
     config = write_config(tmp_path, config_for(emulator, dead_letter_path=str(dead_letter)))
@@ -527,6 +587,27 @@ def test_undecodable_input_bytes_are_kept_as_escapes_that_replay_the_same(emulat
     assert replay.returncode == 3, replay.stderr
     assert json.loads(rejected_lines(dead_letter)[0])[REJECTION_KEY]["reason"] == reason
     assert emulator.store.deals() == {}
+
+
+def test_the_dead_letter_is_utf_8_whatever_the_locale(emulator, tmp_path):
+    dead_letter = tmp_path / "rejected.jsonl"
+    config = config_for(emulator, dead_letter_path=str(dead_letter))
+    # A machine whose locale's encoding is not UTF-8 (ASCII here, cp1252 on Windows), with
+    # standard input read as UTF-8.
+    legacy_locale = {
+        "LC_ALL": "C",
+        "PYTHONUTF8": "0",
+        "PYTHONCOERCECLOCALE": "0",
+        "PYTHONIOENCODING": "utf-8",
+    }
+    text = '{"externalDealId":"deal-1","name":"Café 東京","ownerEmail":"not an email"}'
+    run = run_cli(
+        ["--config", str(write_config(tmp_path, config))],
+        [schema("deals"), '{"type":"RECORD","stream":"deals","record":' + text + "}"],
+        env=legacy_locale,
+    )
+    assert run.returncode == 3, run.stderr
+    assert text.encode() in dead_letter.read_bytes()
 
 
 def rejected_lines(path: Path) -> list[str]:
@@ -570,6 +651,52 @@ def test_a_dead_letter_that_cannot_be_moved_aside_stops_the_replay_in_one_line(e
     assert "Z.jsonl' (File name too long): replay a copy of it instead." in stopped
     assert dead_letter.read_text() == held
     assert list(tmp_path.glob("r*.jsonl")) == [dead_letter]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+def test_the_times_the_dead_letter_gives_are_utc_whatever_the_time_zone(emulator, tmp_path):
+    dead_letter = tmp_path / "rejected.jsonl"
+    config_path = write_config(tmp_path, config_for(emulator, dead_letter_path=str(dead_letter)))
+    india = {"TZ": "IST-5:30"}  # a POSIX time zone: no time-zone files needed
+    before = utc_now()
+    bad = deals_messages([deal(1, ownerEmail="not an email")])
+    assert run_cli(["--config", str(config_path)], bad, env=india).returncode == 3
+    (rejected,) = read_dead_letter(dead_letter)[1:]
+    rejected_at = dt.datetime.fromisoformat(rejected[REJECTION_KEY]["rejected_at"])
+    assert rejected_at.utcoffset() == dt.timedelta(0)
+
+    replay = run_cli(["--config", str(config_path), "--input", str(dead_letter)], env=india)
+    after = utc_now()
+    assert replay.returncode == 3, replay.stderr
+    (moved,) = tmp_path.glob("rejected.*.jsonl")
+    stamp = dt.datetime.strptime(moved.name, "rejected.%Y%m%dT%H%M%SZ.jsonl")
+    assert before <= rejected_at <= stamp.replace(tzinfo=dt.timezone.utc) <= after
+
+
+def test_a_replay_in_the_same_second_as_an_earlier_one_keeps_both_copies(emulator, tmp_path):
+    dead_letter = tmp_path / "rejected.jsonl"
+    config_path = write_config(tmp_path, config_for(emulator, dead_letter_path=str(dead_letter)))
+    run_cli(["--config", str(config_path)], deals_messages([deal(1, ownerEmail="not an email")]))
+    held = dead_letter.read_text()
+    # Copies kept aside by earlier replays, one for each second of the next two minutes.
+    now = utc_now()
+    earlier = {
+        tmp_path / f"rejected.{now + dt.timedelta(seconds=s):%Y%m%dT%H%M%SZ}.jsonl"
+        for s in range(-1, 120)
+    }
+    for path in earlier:
+        path.write_text(f"kept aside as {path.name}")
+    replay = run_cli(["--config", str(config_path), "--input", str(dead_letter)])
+    assert replay.returncode == 3, replay.stderr
+    (moved,) = set(tmp_path.glob("rejected.*.jsonl")) - earlier
+    assert moved.name.endswith("Z-2.jsonl")
+    assert moved.with_name(moved.name.replace("-2", "")) in earlier
+    assert f"it was moved to {moved}," in replay.stderr
+    assert moved.read_text() == held
+    assert all(path.read_text() == f"kept aside as {path.name}" for path in earlier)
 
 
 def test_a_dry_run_keeps_no_dead_letter_and_leaves_the_file_it_reads(emulator, tmp_path):
