@@ -274,19 +274,20 @@ def test_a_pipeline_rejected_by_the_api_is_named_by_its_pipeline_id(emulator, tm
 def test_a_long_id_or_key_names_the_record_by_its_first_100_characters(emulator, tmp_path):
     dead_letter = tmp_path / "rejected.jsonl"
     config = config_for(emulator, dead_letter_path=str(dead_letter), max_rejected_records=10)
+    keys = {"crm_key": "k" * 150, "region": "emea"}
     messages = [
-        schema("deals", keys=["crm_key"]),
-        record("deals", deal(1, externalDealId="d" * 150, crm_key=1, ownerEmail="not an email")),
-        record("deals", {"crm_key": "k" * 150, "name": "No id"}),
+        schema("deals", keys=list(keys)),
+        record("deals", deal(1, externalDealId="d" * 150, **keys, ownerEmail="not an email")),
+        record("deals", {**keys, "name": "No id"}),
     ]
     run = run_cli(["--config", str(write_config(tmp_path, config))], messages)
     assert run.returncode == 0, run.stderr
-    by_id, by_key = f"{'d' * 100!r}", f"crm_key={'k' * 100!r}"
+    by_id, by_keys = f"{'d' * 100!r}", f"crm_key={'k' * 100!r}, region='emea'"
     assert f"Rejected deals record {by_id}: ownerEmail 'not an email'" in run.stderr
-    assert f"Rejected deals record {by_key}: externalDealId is missing" in run.stderr
+    assert f"Rejected deals record {by_keys}: externalDealId is missing" in run.stderr
     first, second = rejection_reasons(dead_letter)
     assert first.startswith(f"record {by_id}: ")
-    assert second.startswith(f"record {by_key}: ")
+    assert second.startswith(f"record {by_keys}: ")
 
 
 def test_key_properties_that_are_not_a_list_do_not_name_the_record(emulator, tmp_path):
