@@ -590,22 +590,32 @@ def test_undecodable_input_bytes_are_kept_as_escapes_that_replay_the_same(emulat
     assert emulator.store.deals() == {}
 
 
+# A machine whose locale's encoding is not UTF-8 (ASCII here, cp1252 on Windows) by the time
+# the target writes, set in the child itself: an environment read as ASCII would garble what
+# mutation testing passes in it (a mutant's name holds a non-ASCII character).
+ASCII_LOCALE = (
+    "import locale, runpy, sys; "
+    "locale.setlocale(locale.LC_CTYPE, 'C'); "
+    "sys.argv[0] = 'target-recotap'; "
+    "runpy.run_module('target_recotap', run_name='__main__')"
+)
+
+
 def test_the_dead_letter_is_utf_8_whatever_the_locale(emulator, tmp_path):
     dead_letter = tmp_path / "rejected.jsonl"
     config = config_for(emulator, dead_letter_path=str(dead_letter))
-    # A machine whose locale's encoding is not UTF-8 (ASCII here, cp1252 on Windows), with
-    # standard input read as UTF-8.
-    legacy_locale = {
-        "LC_ALL": "C",
-        "PYTHONUTF8": "0",
-        "PYTHONCOERCECLOCALE": "0",
-        "PYTHONIOENCODING": "utf-8",
-    }
     text = '{"externalDealId":"deal-1","name":"Café 東京","ownerEmail":"not an email"}'
-    run = run_cli(
-        ["--config", str(write_config(tmp_path, config))],
-        [schema("deals"), '{"type":"RECORD","stream":"deals","record":' + text + "}"],
-        env=legacy_locale,
+    run = subprocess.run(
+        [sys.executable, "-c", ASCII_LOCALE, "--config", str(write_config(tmp_path, config))],
+        input=to_lines(
+            [schema("deals"), '{"type":"RECORD","stream":"deals","record":' + text + "}"]
+        ),
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env={**os.environ, "LC_ALL": "C.UTF-8", "PYTHONUTF8": "0"},
+        timeout=60,
+        check=False,
     )
     assert run.returncode == 3, run.stderr
     assert text.encode() in dead_letter.read_bytes()
