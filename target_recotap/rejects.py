@@ -108,11 +108,11 @@ class RejectLog:
         real = self.path.resolve()
         stamp = dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%SZ")
         moved = real.with_name(f"{real.stem}.{stamp}{real.suffix}")
-        for n in range(2, 1000):
-            if not moved.exists():
-                break
-            moved = real.with_name(f"{real.stem}.{stamp}-{n}{real.suffix}")
-        try:
+        try:  # a name that is too long with the stamp fails already in exists()
+            for n in range(2, 1000):
+                if not moved.exists():
+                    break
+                moved = real.with_name(f"{real.stem}.{stamp}-{n}{real.suffix}")
             real.rename(moved)
         except OSError as exc:
             raise DeadLetterUnwritable(

@@ -50,6 +50,8 @@ JUDGES = {
     "target_recotap.rejects": {
         "test_bad_input.py",
         "test_cli.py",
+        "test_deal_stages.py",
+        "test_deal_versions.py",
         "test_proof.py",
         "test_refused_requests.py",
         "test_rejects.py",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -270,12 +271,45 @@ def test_a_pipeline_rejected_by_the_api_is_named_by_its_pipeline_id(emulator, tm
     assert "Rejected deal_stages record 'p-9': Recotap refused it" in run.stderr
 
 
+def test_a_long_id_or_key_names_the_record_by_its_first_100_characters(emulator, tmp_path):
+    dead_letter = tmp_path / "rejected.jsonl"
+    config = config_for(emulator, dead_letter_path=str(dead_letter), max_rejected_records=10)
+    keys = {"crm_key": "k" * 150, "region": "emea"}
+    messages = [
+        schema("deals", keys=list(keys)),
+        record("deals", deal(1, externalDealId="d" * 150, **keys, ownerEmail="not an email")),
+        record("deals", {**keys, "name": "No id"}),
+    ]
+    run = run_cli(["--config", str(write_config(tmp_path, config))], messages)
+    assert run.returncode == 0, run.stderr
+    by_id, by_keys = f"{'d' * 100!r}", f"crm_key={'k' * 100!r}, region='emea'"
+    assert f"Rejected deals record {by_id}: ownerEmail 'not an email'" in run.stderr
+    assert f"Rejected deals record {by_keys}: externalDealId is missing" in run.stderr
+    first, second = rejection_reasons(dead_letter)
+    assert first.startswith(f"record {by_id}: ")
+    assert second.startswith(f"record {by_keys}: ")
+
+
+def test_key_properties_that_are_not_a_list_do_not_name_the_record(emulator, tmp_path):
+    # A SCHEMA that breaks the spec with a string: its characters are no key properties.
+    messages = [
+        {**schema("deals"), "key_properties": "id"},
+        record("deals", {"i": "one", "d": "two", "name": "No id"}),
+    ]
+    run = run_cli(["--config", str(write_config(tmp_path, config_for(emulator)))], messages)
+    assert run.returncode == 3, run.stderr
+    assert "Rejected deals record on input line 2: externalDealId is missing" in run.stderr
+
+
 # A full disk, as the target meets it: a write that fails with an OSError. Files of at most
 # one byte, set in the child itself (not /dev/full: under mutation testing, a mutant of the
-# dead letter's move-aside renamed that device).
+# dead letter's move-aside renamed that device). The limit is lifted as the child exits, for
+# what mutation testing writes then (tests/mutation_site/sitecustomize.py).
 ONE_BYTE_FILES = (
-    "import resource, runpy, sys; "
-    "resource.setrlimit(resource.RLIMIT_FSIZE, (1, 1)); "
+    "import atexit, resource, runpy, sys; "
+    "_, hard = resource.getrlimit(resource.RLIMIT_FSIZE); "
+    "resource.setrlimit(resource.RLIMIT_FSIZE, (1, hard)); "
+    "atexit.register(resource.setrlimit, resource.RLIMIT_FSIZE, (hard, hard)); "
     "sys.argv[0] = 'target-recotap'; "
     "runpy.run_module('target_recotap', run_name='__main__')"
 )
@@ -414,6 +448,119 @@ def test_the_dead_letter_holds_each_record_as_it_arrived_and_a_replay_rejects_it
     assert all(text in again for text in ODD_RECORDS)
 
 
+# A tap's deals loaded through a stream map that renames and transforms every field and drops
+# the rest: applied twice, to a record already mapped, it would fail (no `id`, no `title`).
+CRM_MAP = {
+    "crm_deals": {
+        "__alias__": "deals",
+        "externalDealId": "'crm-' + str(id)",
+        "name": "title + ' (CRM)'",
+        "amount": "float(cents) / 100",
+        "ownerEmail": "owner",
+        "__else__": None,
+        "__key_properties__": ["externalDealId"],
+    }
+}
+CRM_SCHEMA = (
+    '{"type":"SCHEMA","stream":"crm_deals","key_properties":["id"],"schema":{"type":"object",'
+    '"properties":{"id":{"type":"integer"},"title":{"type":"string"},"cents":{"type":"integer"},'
+    '"owner":{"type":"string"}}}}'
+)
+# The records as the tap writes them, with its own spacing and key order.
+CRM_RECORDS = [
+    '{"title": "Acme",  "id": 1, "cents": 7500000, "owner": "jane@example.com"}',
+    '{"title": "Initech", "id": 2, "cents": 120000, "owner": "jane at example"}',
+    '{ "cents" : 4825050 , "id" : 3 , "title" : "Globex" , "owner" : "joe@example.com" }',
+]
+
+
+def rejection_reasons(path: Path) -> list[str]:
+    return [m[REJECTION_KEY]["reason"] for m in read_dead_letter(path) if m["type"] == "RECORD"]
+
+
+def test_the_dead_letter_keeps_the_record_as_the_tap_sent_it_before_the_stream_map(
+    emulator, tmp_path
+):
+    dead_letter = tmp_path / "rejected.jsonl"
+    config = config_for(
+        emulator, dead_letter_path=str(dead_letter), max_rejected_records=10, stream_maps=CRM_MAP
+    )
+    config_path = write_config(tmp_path, config)
+    source = tmp_path / "crm.jsonl"
+    lines = [
+        CRM_SCHEMA,
+        *('{"type": "RECORD", "stream": "crm_deals", "record": ' + r + "}" for r in CRM_RECORDS),
+        '{"type":"STATE","value":{"crm":3}}',
+    ]
+    source.write_text("\n".join(lines) + "\n")
+    emulator.faults.fail_ids = {"crm-3": "owner is archived"}  # mapped ID: 'crm-' + str(3)
+    first = run_cli(["--config", str(config_path), "--input", str(source)])
+    assert first.returncode == 0, first.stderr
+    assert "Rejected deals record 'crm-2': ownerEmail 'jane at example'" in first.stderr
+    assert "Rejected deals record 'crm-3': Recotap did not upsert it: owner is archived" in (
+        first.stderr
+    )
+    held = dead_letter.read_text().splitlines()
+    assert json.loads(held[0]) == json.loads(CRM_SCHEMA)  # the tap's stream, not the alias
+    assert len(held) == 3
+    for line, text in zip(held[1:], CRM_RECORDS[1:], strict=True):
+        assert '"record": ' + text + "," in line  # byte for byte as on its input line
+    email_reason, recotap_reason = rejection_reasons(dead_letter)
+    assert recotap_reason == "record 'crm-3': Recotap did not upsert it: owner is archived"
+
+    # Replayed with the same config once Recotap takes crm-3: the map applies as it did.
+    emulator.faults.fail_ids = {}
+    replay = run_cli(["--config", str(config_path), "--input", str(dead_letter)])
+    assert replay.returncode == 0, replay.stderr
+    assert rejection_reasons(dead_letter) == [email_reason]
+    after_replay = emulator.store.deals()
+
+    # What the first run would have left, had Recotap taken crm-3 then.
+    emulator.store.reset()
+    reference = {**config, "dead_letter_path": str(tmp_path / "reference.jsonl")}
+    clean = run_cli(["--config", str(write_config(tmp_path, reference)), "--input", str(source)])
+    assert clean.returncode == 0, clean.stderr
+    assert after_replay == emulator.store.deals()
+    assert after_replay["crm-3"] == {
+        "externalDealId": "crm-3",
+        "name": "Globex (CRM)",
+        "amount": 48250.5,
+        "ownerEmail": "joe@example.com",
+    }
+    assert set(after_replay) == {"crm-1", "crm-3"}
+    assert rejection_reasons(tmp_path / "reference.jsonl") == [email_reason]
+
+
+def test_a_schema_sent_again_is_written_again_and_each_record_replays_under_its_own(
+    emulator, tmp_path
+):
+    dead_letter = tmp_path / "rejected.jsonl"
+    config = config_for(emulator, dead_letter_path=str(dead_letter), max_rejected_records=10)
+    config_path = write_config(tmp_path, config)
+    strict = schema("deals", {"type": "object", "properties": {"ownerName": {"type": "string"}}})
+    widened = schema(
+        "deals", {"type": "object", "properties": {"ownerName": {"type": ["string", "integer"]}}}
+    )
+    messages = [
+        strict,
+        record("deals", deal(1, ownerName=12345)),
+        widened,
+        record("deals", deal(2, ownerName=678, ownerEmail="not an email")),
+    ]
+    first = run_cli(["--config", str(config_path)], messages)
+    assert first.returncode == 0, first.stderr
+    held = read_dead_letter(dead_letter)
+    assert [held[0], held[2]] == [strict, widened]
+    assert [m["type"] for m in held] == ["SCHEMA", "RECORD", "SCHEMA", "RECORD"]
+    reasons = rejection_reasons(dead_letter)
+    assert "ownerName" in reasons[0]
+    assert "ownerEmail 'not an email'" in reasons[1]
+
+    replay = run_cli(["--config", str(config_path), "--input", str(dead_letter)])
+    assert replay.returncode == 0, replay.stderr
+    assert rejection_reasons(dead_letter) == reasons
+
+
 # However the input comes: standard input as Python opens it here, standard input decoded
 # strictly (as under a UTF-8 locale, Meltano's usual case), or a file named by --input.
 UNDECODABLE_INPUTS = {
@@ -457,6 +604,37 @@ def test_undecodable_input_bytes_are_kept_as_escapes_that_replay_the_same(emulat
     assert emulator.store.deals() == {}
 
 
+# A machine whose locale's encoding is not UTF-8 (ASCII here, cp1252 on Windows) by the time
+# the target writes, set in the child itself: an environment read as ASCII would garble what
+# mutation testing passes in it (a mutant's name holds a non-ASCII character).
+ASCII_LOCALE = (
+    "import locale, runpy, sys; "
+    "locale.setlocale(locale.LC_CTYPE, 'C'); "
+    "sys.argv[0] = 'target-recotap'; "
+    "runpy.run_module('target_recotap', run_name='__main__')"
+)
+
+
+def test_the_dead_letter_is_utf_8_whatever_the_locale(emulator, tmp_path):
+    dead_letter = tmp_path / "rejected.jsonl"
+    config = config_for(emulator, dead_letter_path=str(dead_letter))
+    text = '{"externalDealId":"deal-1","name":"Café 東京","ownerEmail":"not an email"}'
+    run = subprocess.run(
+        [sys.executable, "-c", ASCII_LOCALE, "--config", str(write_config(tmp_path, config))],
+        input=to_lines(
+            [schema("deals"), '{"type":"RECORD","stream":"deals","record":' + text + "}"]
+        ),
+        capture_output=True,
+        text=True,
+        encoding="utf-8",
+        env={**os.environ, "LC_ALL": "C.UTF-8", "PYTHONUTF8": "0"},
+        timeout=60,
+        check=False,
+    )
+    assert run.returncode == 3, run.stderr
+    assert text.encode() in dead_letter.read_bytes()
+
+
 def rejected_lines(path: Path) -> list[str]:
     return [line for line in path.read_text().splitlines() if '"RECORD"' in line]
 
@@ -478,6 +656,72 @@ def test_a_replay_that_stops_early_puts_the_dead_letter_back(emulator, tmp_path)
     # Nothing left behind in a timestamped file: the fixed deal is still to be replayed.
     assert dead_letter.read_text() == held
     assert list(tmp_path.glob("rejected.*.jsonl")) == []
+
+
+def test_a_dead_letter_that_cannot_be_moved_aside_stops_the_replay_in_one_line(emulator, tmp_path):
+    # A name a file system takes (246 bytes), but not with the timestamp added (264).
+    dead_letter = tmp_path / ("r" * 240 + ".jsonl")
+    config = config_for(emulator, dead_letter_path=str(dead_letter))
+    config_path = write_config(tmp_path, config)
+    run_cli(["--config", str(config_path)], deals_messages([deal(1, ownerEmail="bad")]))
+    held = dead_letter.read_text()
+    replay = run_cli(["--config", str(config_path), "--input", str(dead_letter)])
+    assert replay.returncode == 1
+    assert "Traceback" not in replay.stderr
+    (stopped,) = [line for line in replay.stderr.splitlines() if "ERROR" in line]
+    assert (
+        f"Stopped: dead_letter_path {str(dead_letter)!r} is also this run's input, and it cannot "
+        f"be moved aside to '{'r' * 240}." in stopped
+    )
+    assert "Z.jsonl' (File name too long): replay a copy of it instead." in stopped
+    assert dead_letter.read_text() == held
+    assert list(tmp_path.glob("r*.jsonl")) == [dead_letter]
+
+
+def utc_now() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc).replace(microsecond=0)
+
+
+def test_the_times_the_dead_letter_gives_are_utc_whatever_the_time_zone(emulator, tmp_path):
+    dead_letter = tmp_path / "rejected.jsonl"
+    config_path = write_config(tmp_path, config_for(emulator, dead_letter_path=str(dead_letter)))
+    india = {"TZ": "IST-5:30"}  # a POSIX time zone: no time-zone files needed
+    before = utc_now()
+    bad = deals_messages([deal(1, ownerEmail="not an email")])
+    assert run_cli(["--config", str(config_path)], bad, env=india).returncode == 3
+    (rejected,) = read_dead_letter(dead_letter)[1:]
+    rejected_at = dt.datetime.fromisoformat(rejected[REJECTION_KEY]["rejected_at"])
+    assert rejected_at.utcoffset() == dt.timedelta(0)
+
+    replay = run_cli(["--config", str(config_path), "--input", str(dead_letter)], env=india)
+    after = utc_now()
+    assert replay.returncode == 3, replay.stderr
+    (moved,) = tmp_path.glob("rejected.*.jsonl")
+    stamp = dt.datetime.strptime(moved.name, "rejected.%Y%m%dT%H%M%SZ.jsonl")
+    assert before <= rejected_at <= stamp.replace(tzinfo=dt.timezone.utc) <= after
+
+
+def test_a_replay_in_the_same_second_as_an_earlier_one_keeps_both_copies(emulator, tmp_path):
+    dead_letter = tmp_path / "rejected.jsonl"
+    config_path = write_config(tmp_path, config_for(emulator, dead_letter_path=str(dead_letter)))
+    run_cli(["--config", str(config_path)], deals_messages([deal(1, ownerEmail="not an email")]))
+    held = dead_letter.read_text()
+    # Copies kept aside by earlier replays, one for each second of the next two minutes.
+    now = utc_now()
+    earlier = {
+        tmp_path / f"rejected.{now + dt.timedelta(seconds=s):%Y%m%dT%H%M%SZ}.jsonl"
+        for s in range(-1, 120)
+    }
+    for path in earlier:
+        path.write_text(f"kept aside as {path.name}")
+    replay = run_cli(["--config", str(config_path), "--input", str(dead_letter)])
+    assert replay.returncode == 3, replay.stderr
+    (moved,) = set(tmp_path.glob("rejected.*.jsonl")) - earlier
+    assert moved.name.endswith("Z-2.jsonl")
+    assert moved.with_name(moved.name.replace("-2", "")) in earlier
+    assert f"it was moved to {moved}," in replay.stderr
+    assert moved.read_text() == held
+    assert all(path.read_text() == f"kept aside as {path.name}" for path in earlier)
 
 
 def test_a_dry_run_keeps_no_dead_letter_and_leaves_the_file_it_reads(emulator, tmp_path):
