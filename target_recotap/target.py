@@ -302,10 +302,11 @@ class TargetRecotap(SingerTarget):
         moved = None
         source = file_input or self.message_reader.default_input
         if isinstance(source, io.TextIOWrapper):
-            # A byte that is not UTF-8 would stop the run with a traceback, wherever it is:
-            # read as a lone surrogate, it rejects its record alone, and the dead letter keeps
-            # it as an escape. Standard input decodes so only under a C locale, --input never.
-            source.reconfigure(errors="surrogateescape")
+            # Singer messages are UTF-8, whatever the locale says (under LC_ALL=C, Python would
+            # read them as ASCII). A byte that is not UTF-8 would stop the run with a traceback,
+            # wherever it is: read as a lone surrogate, it rejects its record alone, and the
+            # dead letter keeps it as an escape. Nothing is read yet, so both can be set.
+            source.reconfigure(encoding="utf-8", errors="surrogateescape")
         try:
             moved = self._move_dead_letter_aside_if_read(source)
             code = self._run(file_input)

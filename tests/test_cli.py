@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
 import time
 
+import pytest
 from support import (
     LiveTarget,
     config_for,
@@ -509,3 +513,26 @@ def test_a_mistyped_api_key_is_not_printed(tmp_path):
         assert "api_key must be a non-empty string (its value is not shown)" in run.stderr
         assert "987654321" not in run.stderr
         assert "sekrit" not in run.stderr
+
+
+@pytest.mark.parametrize("how", ["stdin", "--input"])
+def test_input_is_read_as_utf_8_whatever_the_locale(emulator, tmp_path, how):
+    # Under LC_ALL=C without UTF-8 mode, Python reads files and standard input as ASCII.
+    config = write_config(tmp_path, config_for(emulator))
+    source = tmp_path / "input.jsonl"
+    messages = deals_messages([deal(1, name="Café 東京 🚀")])
+    # Raw UTF-8, as taps write it (not \u escapes, which are ASCII).
+    text = "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in messages)
+    source.write_text(text, encoding="utf-8")
+    command = [sys.executable, "-m", "target_recotap", "--config", str(config)]
+    with source.open("rb") as standard_input:
+        run = subprocess.run(
+            command if how == "stdin" else [*command, "--input", str(source)],
+            stdin=standard_input if how == "stdin" else subprocess.DEVNULL,
+            env={**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""},
+            capture_output=True,
+            timeout=60,
+            check=False,
+        )
+    assert run.returncode == 0, run.stderr.decode("utf-8", "replace")
+    assert emulator.store.deals()["deal-1"]["name"] == "Café 東京 🚀"
