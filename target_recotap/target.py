@@ -19,6 +19,7 @@ from singer_sdk.exceptions import (
     MapExpressionError,
     MissingKeyPropertiesError,
     RecordsWithoutSchemaException,
+    StreamMapConfigError,
 )
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib.exceptions import InvalidInputLine
@@ -375,10 +376,11 @@ class TargetRecotap(SingerTarget):
     def _run(self, file_input: IO[str] | None) -> int:
         try:
             self.listen(file_input)
-        except (*INPUT_ERRORS, InputError) as exc:
-            self.logger.error(
-                "Input line %d: %s", self.message_reader.line_number, _first_sentence(exc)
-            )
+        except (*INPUT_ERRORS, InputError, StreamMapConfigError) as exc:
+            why = _first_sentence(exc)
+            if isinstance(exc, StreamMapConfigError):  # a setting's mistake, found at a line
+                why = f"the stream_maps setting does not fit this SCHEMA: {why}"
+            self.logger.error("Input line %d: %s", self.message_reader.line_number, why)
             # What was read before the bad line is still delivered and checkpointed.
             self.input.finished = True
             self.drain_all()

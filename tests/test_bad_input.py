@@ -490,3 +490,20 @@ def test_any_input_ends_with_the_exit_code_its_lines_call_for(
     )
     assert [m["record"] for m in kept if m["type"] == "RECORD"] == expected.rejected
     assert states_from(out.getvalue())[-1:] == expected.last_state
+
+
+def test_a_stream_map_that_does_not_fit_the_schema_stops_in_one_line(emulator, capsys, caplog):
+    # The map keeps only fields the source's key property is not among.
+    maps = {"crm": {"__alias__": "deals", "__else__": None, "externalDealId": "str(id)"}}
+    messages = [
+        schema("crm", {"properties": {"id": {"type": "integer"}}}, keys=["id"]),
+        record("crm", {"id": 1}),
+    ]
+    outcome = run_in_process(config_for(emulator, stream_maps=maps), messages, capsys)
+    assert outcome.exit_code == 1
+    errors = [r.getMessage() for r in caplog.records if r.levelname == "ERROR"]
+    assert errors == [
+        "Input line 1: the stream_maps setting does not fit this SCHEMA: Invalid key "
+        "properties for 'deals': [id]. Property 'id' was not detected in schema."
+    ]
+    assert "Traceback" not in caplog.text
