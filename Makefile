@@ -29,7 +29,7 @@ test: lint pytest
 
 # The suite alone (CI's test jobs: lint runs once, in its own job).
 pytest: $(READY)
-	$(BIN)/python -m pytest -n 2
+	$(BIN)/python -m pytest -n 2 --dist loadgroup
 
 # Mutation testing of the modules where a quiet bug loses or corrupts data, against the fast
 # tests (tens of minutes on 2 cores; not part of `make test`). Starts afresh each time, so the

@@ -22,6 +22,10 @@ from support import about_json
 
 from target_recotap.emulator import EmulatorServer
 
+# One Meltano installation (.meltano-venv/, with the plugins' virtualenvs) serves these tests:
+# under pytest-xdist they run in one worker, one after the other (make test: --dist loadgroup).
+pytestmark = pytest.mark.xdist_group("meltano")
+
 # demo/meltano/*.jsonl as Recotap stores them: dates in UTC, integer IDs as strings, nulls left
 # out, the two versions of deal-003 merged (the later wins), deal-004 rejected (invalid email).
 EXPECTED_DEALS: dict[str, dict[str, Any]] = {
