@@ -289,7 +289,8 @@ class RecotapClient:
         what = f"POST {path}"
         if len(data) > self.max_body_bytes:
             raise PayloadTooLarge(
-                f"{what} not sent: {len(data)} bytes is over the {self.max_body_bytes} that pass"
+                f"{what} not sent: {len(data)} bytes, over the {self.max_body_bytes} a request "
+                "may carry"
             )
         retries = 0
         while True:

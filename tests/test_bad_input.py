@@ -92,7 +92,8 @@ UNPAIRED = "emoji 🚀 and RTL \u202e and NUL \u0000 and a lone surrogate \ud800
         # exits 3 (one rejection, more than max_rejected_records 0), with that reason.
         (
             {"name": "x" * 1_000_000},
-            "Recotap refused it: POST /deals not sent: 1000049 bytes is over the 102400 that pass",
+            "too large for a request of its own: POST /deals not sent: 1000049 bytes, over the "
+            "102400 a request may carry",
         ),
         ({"name": UNPAIRED}, "name holds a lone surrogate, which is not text"),
         ({"name": UNPAIRED[:-1]}, {"name": UNPAIRED[:-1]}),

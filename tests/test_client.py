@@ -148,8 +148,8 @@ def test_a_body_at_the_limit_is_sent_and_one_byte_more_is_not(api):
         client.push(DEALS, [{"externalDealId": "d1", "name": "x" * 51}])
 
     assert str(too_large.value) == (
-        f"POST /deals not sent: {client.max_body_bytes + 1} bytes is over the "
-        f"{client.max_body_bytes} that pass"
+        f"POST /deals not sent: {client.max_body_bytes + 1} bytes, over the "
+        f"{client.max_body_bytes} a request may carry"
     )
     assert len(api.received) == 1
 

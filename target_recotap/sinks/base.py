@@ -160,11 +160,12 @@ class RecotapSink(BatchSink, abc.ABC):
                 self.deliver(items[:middle], send)
                 self.deliver(items[middle:], send)
                 return
-            reason = (
-                "Recotap refused it: " + "; ".join(str(v) for v in exc.violations)
-                if isinstance(exc, RequestRejected) and exc.violations
-                else f"Recotap refused it: {exc}"
-            )
+            if isinstance(exc, PayloadTooLarge):  # refused by Recotap (413), or not even sent
+                reason = f"too large for a request of its own: {exc}"
+            elif exc.violations:
+                reason = "Recotap refused it: " + "; ".join(str(v) for v in exc.violations)
+            else:
+                reason = f"Recotap refused it: {exc}"
             self.refused(items[0], reason)
 
     def refused(self, item: Item, reason: str) -> None:
