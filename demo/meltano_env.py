@@ -49,12 +49,15 @@ def meltano_venv() -> Path:
     if ready.exists() and ready.read_text() == wanted and _bin(venv, "meltano").exists():
         return venv
     shutil.rmtree(CACHE, ignore_errors=True)
-    subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-    # pip would take half a minute to resolve Meltano; uv takes a few seconds. Bytecode is
-    # compiled at install time: with PYTHONDONTWRITEBYTECODE set, every start would compile.
+    # Without pip of its own: ensurepip is slow, and once failed here for no reason it printed.
+    # This interpreter's pip puts uv in it; uv then installs Meltano (pip would take half a
+    # minute to resolve it; uv takes a few seconds).
+    subprocess.run([sys.executable, "-m", "venv", "--without-pip", str(venv)], check=True)
     python = _bin(venv, "python")
-    pip = [python, "-m", "pip", "install", "--quiet", "--disable-pip-version-check"]
-    subprocess.run([*pip, UV_REQUIREMENT], check=True)
+    pip = [sys.executable, "-m", "pip", "--python", str(python), "install", "--quiet"]
+    subprocess.run([*pip, "--disable-pip-version-check", UV_REQUIREMENT], check=True)
+    # Bytecode is compiled at install time: with PYTHONDONTWRITEBYTECODE set, every start
+    # would compile.
     uv = [_bin(venv, "uv"), "pip", "install", "--quiet", "--compile-bytecode", "--python", python]
     subprocess.run([*uv, MELTANO_REQUIREMENT], check=True)
     ready.write_text(wanted)
