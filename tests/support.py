@@ -124,6 +124,23 @@ def run_cli(
     )
 
 
+def run_cli_on_file(
+    args: list[str], source: Path, *, via: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
+    """Run ``python -m target_recotap`` on the bytes of ``source``, as standard input
+    (``via="stdin"``) or named by ``--input`` (``via="--input"``); output kept as bytes."""
+    with source.open("rb") as standard_input:
+        return subprocess.run(
+            [sys.executable, "-m", "target_recotap", *args]
+            + (["--input", str(source)] if via == "--input" else []),
+            stdin=standard_input if via == "stdin" else subprocess.DEVNULL,
+            capture_output=True,
+            env={**os.environ, **(env or {})},
+            timeout=60,
+            check=False,
+        )
+
+
 def about_json() -> dict[str, Any]:
     """What ``target-recotap --about --format json`` says of itself."""
     about = run_cli(["--about", "--format", "json"])

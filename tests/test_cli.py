@@ -3,10 +3,7 @@
 from __future__ import annotations
 
 import json
-import os
 import re
-import subprocess
-import sys
 import time
 
 import pytest
@@ -18,6 +15,7 @@ from support import (
     pipeline,
     record,
     run_cli,
+    run_cli_on_file,
     schema,
     state,
     states_from,
@@ -524,15 +522,7 @@ def test_input_is_read_as_utf_8_whatever_the_locale(emulator, tmp_path, how):
     # Raw UTF-8, as taps write it (not \u escapes, which are ASCII).
     text = "".join(json.dumps(m, ensure_ascii=False) + "\n" for m in messages)
     source.write_text(text, encoding="utf-8")
-    command = [sys.executable, "-m", "target_recotap", "--config", str(config)]
-    with source.open("rb") as standard_input:
-        run = subprocess.run(
-            command if how == "stdin" else [*command, "--input", str(source)],
-            stdin=standard_input if how == "stdin" else subprocess.DEVNULL,
-            env={**os.environ, "LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""},
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
+    ascii_locale = {"LC_ALL": "C", "PYTHONUTF8": "0", "PYTHONIOENCODING": ""}
+    run = run_cli_on_file(["--config", str(config)], source, via=how, env=ascii_locale)
     assert run.returncode == 0, run.stderr.decode("utf-8", "replace")
     assert emulator.store.deals()["deal-1"]["name"] == "Café 東京 🚀"

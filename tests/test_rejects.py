@@ -17,6 +17,7 @@ from support import (
     deals_messages,
     record,
     run_cli,
+    run_cli_on_file,
     run_in_process,
     schema,
     state,
@@ -564,9 +565,9 @@ def test_a_schema_sent_again_is_written_again_and_each_record_replays_under_its_
 # However the input comes: standard input as Python opens it here, standard input decoded
 # strictly (as under a UTF-8 locale, Meltano's usual case), or a file named by --input.
 UNDECODABLE_INPUTS = {
-    "stdin": {},
-    "strict stdin": {"PYTHONIOENCODING": "utf-8:strict"},
-    "--input": None,
+    "stdin": ("stdin", {}),
+    "strict stdin": ("stdin", {"PYTHONIOENCODING": "utf-8:strict"}),
+    "--input": ("--input", {}),
 }
 
 
@@ -581,17 +582,8 @@ def test_undecodable_input_bytes_are_kept_as_escapes_that_replay_the_same(emulat
         b'"name":"Caf\xe9 in Latin-1"}}\n'
     )
     reason = "record 'deal-1': name holds a lone surrogate, which is not text"
-    command = [sys.executable, "-m", "target_recotap", "--config", str(config)]
-    env = UNDECODABLE_INPUTS[how]
-    with source.open("rb") as standard_input:
-        first = subprocess.run(
-            command if env is not None else [*command, "--input", str(source)],
-            stdin=standard_input if env is not None else subprocess.DEVNULL,
-            env={**os.environ, **(env or {})},
-            capture_output=True,
-            timeout=60,
-            check=False,
-        )
+    via, env = UNDECODABLE_INPUTS[how]
+    first = run_cli_on_file(["--config", str(config)], source, via=via, env=env)
     assert first.returncode == 3, first.stderr
     assert b"Traceback" not in first.stderr
     (line,) = [m for m in dead_letter.read_text(encoding="utf-8").splitlines() if "RECORD" in m]
