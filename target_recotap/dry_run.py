@@ -14,8 +14,9 @@ from typing import Any
 import msgspec
 import urllib3
 
-from target_recotap.client import RecotapError, encode_json
+from target_recotap.client import encode_json
 from target_recotap.endpoints import ENDPOINTS
+from target_recotap.errors import RecotapError
 
 _BY_PATH = {endpoint.path: endpoint for endpoint in ENDPOINTS.values()}
 

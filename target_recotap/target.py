@@ -24,19 +24,16 @@ from singer_sdk.exceptions import (
 from singer_sdk.mapper import SameRecordTransform
 from singer_sdk.singerlib.exceptions import InvalidInputLine
 
-from target_recotap.client import (
-    EnvironmentUnusable,
-    RecotapClient,
-    RecotapError,
-    RetryPolicy,
-    connections_for,
-)
+from target_recotap.client import RecotapClient
+from target_recotap.connection import EnvironmentUnusable, route_for
 from target_recotap.dry_run import DryRunTransport
 from target_recotap.endpoints import ENDPOINTS
+from target_recotap.errors import RecotapError
 from target_recotap.flow import Dispatcher, Throttle
 from target_recotap.progress import ProgressLog
 from target_recotap.reader import LineCountingReader
 from target_recotap.rejects import DeadLetterUnwritable, MovedAside, RejectLog
+from target_recotap.retry import RetryPolicy
 from target_recotap.settings import (
     CONFIG_SCHEMA,
     DEFAULT_API_URL,
@@ -155,7 +152,7 @@ class TargetRecotap(SingerTarget):
         if self.dry_run is not None:
             # A dry run is the check before a real run: the proxy and CA bundle that one would
             # use are read and refused as it would, though no connection is made.
-            connections_for(api_url, 1).clear()
+            route_for(api_url)
             return RecotapClient(
                 DryRunTransport.URL, api_key="", throttle=self.throttle, transport=self.dry_run
             )

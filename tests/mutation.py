@@ -46,6 +46,20 @@ JUDGES = {
         "test_refused_requests.py",
         "test_tls.py",
     },
+    "target_recotap.retry": {
+        "test_api_errors.py",
+        "test_client.py",
+        "test_failures_midrun.py",
+        "test_flow.py",
+        "test_retry.py",
+    },
+    "target_recotap.connection": {
+        "test_api_errors.py",
+        "test_cli.py",
+        "test_client.py",
+        "test_proxy.py",
+        "test_tls.py",
+    },
     "target_recotap.normalize": {
         "test_bad_input.py",
         "test_deal_stages.py",

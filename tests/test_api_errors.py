@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import email.utils
 import errno
 import logging
-import random
 import signal
 import socket
 import ssl
@@ -38,12 +36,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-from target_recotap.client import (
-    RetryPolicy,
-    TransportFailure,
-    describe_transport_error,
-    parse_retry_after,
-)
+from target_recotap.connection import TransportFailure, describe_transport_error
 
 NO_RESPONSE = "a connection error with {where} (no response)"
 
@@ -280,26 +273,3 @@ def test_retries_exhausted_exits_non_zero_without_a_state_ahead_of_the_data(
     assert f"POST /deals failed 4 times, the last: {status} " in caplog.text
     assert f"; {likely}: run again later (raise max_retries to wait longer)" in caplog.text
     assert "Traceback" not in caplog.text
-
-
-def test_retry_after_in_both_forms():
-    assert parse_retry_after("7") == 7
-    assert parse_retry_after(" 7 ") == 7
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470) == 10
-    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412500) == 0  # past
-    assert 25 < parse_retry_after(email.utils.formatdate(time.time() + 30, usegmt=True)) <= 30
-    for unusable in ("soon", "-1", "", "  ", None):
-        assert parse_retry_after(unusable) is None
-
-
-def test_retry_waits_as_asked_or_back_off_exponentially_with_jitter():
-    policy = RetryPolicy(initial_delay=1, max_delay=8, rng=random.Random(7))
-    assert policy.delay(1, "3") == 3
-    assert policy.delay(1, "900") == 600  # max_retry_after
-    # The n-th retry waits between half and all of 2**(n-1) s, up to max_delay.
-    for retry, low, high in ((1, 0.5, 1), (3, 2, 4), (6, 4, 8)):
-        waits = [policy.delay(retry, None) for _ in range(200)]
-        assert all(low <= wait <= high for wait in waits)
-        # Jitter: the whole range is used.
-        assert min(waits) < low * 1.1
-        assert max(waits) > high * 0.9

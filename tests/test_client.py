@@ -15,25 +15,21 @@ import pytest
 import urllib3
 from support import free_port, wait_until
 
-from target_recotap.client import (
-    USER_AGENT,
+from target_recotap.client import USER_AGENT, RecotapClient, conflicting_pipeline_ids, encode_json
+from target_recotap.connection import EnvironmentUnusable, connections_for, route_for
+from target_recotap.endpoints import DEALS, PIPELINES
+from target_recotap.errors import (
     ApiUnreachable,
     AuthenticationFailed,
-    EnvironmentUnusable,
     PayloadTooLarge,
     PipelineConflict,
-    RecotapClient,
     RequestRejected,
-    RetryPolicy,
     Stopped,
     UnexpectedResponse,
     Violation,
-    conflicting_pipeline_ids,
-    connections_for,
-    encode_json,
 )
-from target_recotap.endpoints import DEALS, PIPELINES
 from target_recotap.flow import Throttle
+from target_recotap.retry import RetryPolicy
 
 
 class CannedApi(ThreadingHTTPServer):
@@ -435,7 +431,7 @@ def test_a_proxy_reached_over_http_or_https_is_used(monkeypatch, scheme):
     for name in ("NO_PROXY", "no_proxy", "http_proxy"):
         monkeypatch.delenv(name, raising=False)
 
-    connections = connections_for("http://127.0.0.1:9/api/v1", 1)
+    connections = connections_for(route_for("http://127.0.0.1:9/api/v1"), 1)
 
     assert isinstance(connections, urllib3.ProxyManager)
     assert connections.proxy.host == "127.0.0.1"
@@ -449,4 +445,4 @@ def test_a_proxy_of_another_kind_is_refused_saying_so(monkeypatch):
     with pytest.raises(
         EnvironmentUnusable, match=r"^the proxy from the environment is a ftp:// URL"
     ):
-        connections_for("http://127.0.0.1:9/api/v1", 1)
+        route_for("http://127.0.0.1:9/api/v1")

@@ -13,8 +13,9 @@ from typing import Any
 import pytest
 from singer_sdk import Target
 
-from target_recotap.client import EndpointStats, PipelineConflict, Reply
+from target_recotap.client import EndpointStats, Reply
 from target_recotap.endpoints import DEALS, PIPELINES, Endpoint
+from target_recotap.errors import PipelineConflict
 from target_recotap.flow import Dispatcher, Throttle
 from target_recotap.rejects import RejectLog
 from target_recotap.settlement import SettlementLedger

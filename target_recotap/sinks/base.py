@@ -12,7 +12,8 @@ from singer_sdk import metrics
 from singer_sdk.exceptions import MissingKeyPropertiesError
 from singer_sdk.sinks import BatchSink
 
-from target_recotap.client import EndpointStats, PayloadTooLarge, RequestRejected
+from target_recotap.client import EndpointStats
+from target_recotap.errors import PayloadTooLarge, RequestRejected
 from target_recotap.normalize import InvalidRecord, pick, to_text
 from target_recotap.sinks.context import context_of
 from target_recotap.validation import RecordValidator

@@ -16,8 +16,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from target_recotap.client import PipelineConflict, RecotapError
 from target_recotap.endpoints import PIPELINES, Rejected
+from target_recotap.errors import PipelineConflict, RecotapError
 from target_recotap.normalize import PIPELINE_ID_NAMES, JSONNumber, pipeline_part
 from target_recotap.settlement import Received
 from target_recotap.sinks.base import Item, RecotapSink
