@@ -186,11 +186,11 @@ def config_file_problem(path: str) -> str | None:
 
 
 def config_problems(config: Mapping[str, Any]) -> list[str]:
-    """Problems with a config that passed its JSON Schema."""
+    """Problems with a config that passed its JSON Schema (which filled in the defaults)."""
     problems = []
     if not config.get("api_key") and not config.get("dry_run"):
         problems.append("api_key is required (only a dry run can do without it)")
-    url_problem = api_url_problem(str(config.get("api_url", DEFAULT_API_URL)))
+    url_problem = api_url_problem(str(config["api_url"]))
     if url_problem:
         problems.append(url_problem)
     if config.get("batch_size_rows") is not None and config["batch_size_rows"] < 1:

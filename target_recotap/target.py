@@ -36,9 +36,6 @@ from target_recotap.rejects import DeadLetterUnwritable, MovedAside, RejectLog
 from target_recotap.retry import RetryPolicy
 from target_recotap.settings import (
     CONFIG_SCHEMA,
-    DEFAULT_API_URL,
-    DEFAULT_DRY_RUN_PATH,
-    DEFAULT_PROGRESS_INTERVAL,
     config_file_problem,
     config_problems,
     without_secret_values,
@@ -93,16 +90,18 @@ class TargetRecotap(SingerTarget):
     message_reader: LineCountingReader  # made from message_reader_class: none is passed in
 
     def __init__(self, **kwargs: Any) -> None:
+        # The SDK fills in each setting's default from CONFIG_SCHEMA as it validates the
+        # config, so settings are read as they are, with no default written again here.
         super().__init__(**kwargs)
         problems = config_problems(self.config) + self._prepare_output_files()
         if problems:
             raise ConfigValidationError("Config validation failed", errors=problems)
-        self.throttle = Throttle(int(self.config.get("max_concurrent_requests", 4)))
+        self.throttle = Throttle(int(self.config["max_concurrent_requests"]))
         self.dispatcher = Dispatcher(self.throttle)
         # What the run writes to in place of Recotap in a dry run; None in a real run.
         self.dry_run: DryRunTransport | None = None
         if self.config.get("dry_run"):
-            path = self.config.get("dry_run_path", DEFAULT_DRY_RUN_PATH)
+            path = self.config["dry_run_path"]
             try:
                 self.dry_run = DryRunTransport(path)
             except OSError as exc:
@@ -130,7 +129,7 @@ class TargetRecotap(SingerTarget):
             self.logger,
             self.sink_context.stream_stats,
             SINKS,
-            float(self.config.get("progress_interval", DEFAULT_PROGRESS_INTERVAL)),
+            float(self.config["progress_interval"]),
             dry_run=self.dry_run is not None,
         )
 
@@ -148,7 +147,7 @@ class TargetRecotap(SingerTarget):
         return problems
 
     def _make_client(self) -> RecotapClient:
-        api_url = self.config.get("api_url", DEFAULT_API_URL)
+        api_url = self.config["api_url"]
         if self.dry_run is not None:
             # A dry run is the check before a real run: the proxy and CA bundle that one would
             # use are read and refused as it would, though no connection is made.
@@ -159,10 +158,10 @@ class TargetRecotap(SingerTarget):
         return RecotapClient(
             api_url,
             self.config["api_key"],
-            timeout=float(self.config.get("request_timeout", 60)),
+            timeout=float(self.config["request_timeout"]),
             retry=RetryPolicy(
-                max_retries=int(self.config.get("max_retries", 8)),
-                initial_delay=float(self.config.get("retry_initial_delay", 1)),
+                max_retries=int(self.config["max_retries"]),
+                initial_delay=float(self.config["retry_initial_delay"]),
             ),
             throttle=self.throttle,
         )
@@ -383,7 +382,7 @@ class TargetRecotap(SingerTarget):
             self.drain_all()
             self._settle()
             return EXIT_FAILED
-        limit = int(self.config.get("max_rejected_records", 0))
+        limit = int(self.config["max_rejected_records"])
         if self.rejects.total > limit:
             if self.rejects.path:
                 where = f"they are in {self.rejects.path}"

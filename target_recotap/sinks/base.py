@@ -61,7 +61,7 @@ class RecotapSink(BatchSink, abc.ABC):
     ) -> None:
         super().__init__(target, stream_name, schema, key_properties)
         context = context_of(target)
-        self._validate = bool(self.config.get("validate_records", True))
+        self._validate = bool(self.config["validate_records"])
         # Source stream -> (validator, key properties): several streams may map onto this one.
         self._schemas: dict[str, tuple[RecordValidator | None, Sequence[str]]] = {}
         self.client = context.client
