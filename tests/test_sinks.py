@@ -52,6 +52,9 @@ class FakeClient:
         self.pipeline_requests: list[list[dict[str, Any]]] = []
         self.stats = {DEALS.path: EndpointStats(requests=3, retries=1, seconds=0.5)}
 
+    def stored_pipelines(self) -> dict[str, dict[str, Any]]:
+        return {pipeline_id: {"pipelineId": pipeline_id} for pipeline_id in self.existing}
+
     def push(self, endpoint: Endpoint, items: list[dict[str, Any]]) -> Reply:
         if endpoint is PIPELINES:
             self.pipeline_requests.append(items)

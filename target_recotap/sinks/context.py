@@ -15,7 +15,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
 if TYPE_CHECKING:
-    from target_recotap.client import RecotapClient
+    from target_recotap.client import EndpointStats, Reply
+    from target_recotap.endpoints import Endpoint
     from target_recotap.flow import Dispatcher
     from target_recotap.rejects import RejectLog
     from target_recotap.settlement import Received, SettlementLedger
@@ -47,11 +48,23 @@ class InputProgress:
     complete: bool = False  # the input was read to its end
 
 
+class RecotapApi(Protocol):
+    """What sinks ask of the API: ``RecotapClient``, or a fake one in a sink's unit test."""
+
+    stats: dict[str, EndpointStats]  # per endpoint path, for the summary
+
+    def push(self, endpoint: Endpoint, items: list[dict[str, Any]]) -> Reply:
+        """Send ``items`` (at most ``endpoint.per_request``) in one request."""
+
+    def stored_pipelines(self) -> dict[str, dict[str, Any]]:
+        """pipelineId -> the pipeline as Recotap holds it."""
+
+
 @dataclass(frozen=True)
 class SinkContext:
     """Everything a sink works with besides its own stream, one instance for a run's sinks."""
 
-    client: RecotapClient
+    client: RecotapApi
     dispatcher: Dispatcher
     ledger: SettlementLedger
     rejects: RejectLog
