@@ -11,6 +11,9 @@ from urllib.parse import urlsplit
 
 from singer_sdk import typing as th
 
+from target_recotap.endpoints import ENDPOINTS
+from target_recotap.wording import listing
+
 DEFAULT_API_URL = "https://eapi.recotap.com/api/v1"
 DEFAULT_DRY_RUN_PATH = "recotap-dry-run.jsonl"
 DEFAULT_PROGRESS_INTERVAL = 30
@@ -106,7 +109,7 @@ CONFIG_SCHEMA = th.PropertiesList(
         th.BooleanType,
         default=False,
         title="Fail on unknown streams",
-        description="Stop the run at a stream other than deals and deal_stages, instead "
+        description=f"Stop the run at a stream other than {listing(ENDPOINTS)}, instead "
         "of skipping it with a warning.",
     ),
     th.Property(

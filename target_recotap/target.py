@@ -51,7 +51,7 @@ from target_recotap.sinks import (
     SkippedStreamSink,
     StreamSink,
 )
-from target_recotap.wording import plural
+from target_recotap.wording import listing, plural
 
 if TYPE_CHECKING:
     from collections.abc import Sequence
@@ -177,7 +177,7 @@ class TargetRecotap(SingerTarget):
     def get_sink_class(self, stream_name: str) -> type[RecotapSink | SkippedStreamSink]:
         if stream_name not in SINKS and self.config.get("fail_on_unknown_streams"):
             raise InputError(
-                f"stream {stream_name!r} is not one this target loads (deals, deal_stages), "
+                f"stream {stream_name!r} is not one this target loads ({listing(ENDPOINTS)}), "
                 "and fail_on_unknown_streams is set; rename it with a stream map or deselect it"
             )
         return SINKS.get(stream_name, SkippedStreamSink)

@@ -7,8 +7,10 @@ from typing import TYPE_CHECKING, Any
 
 from singer_sdk.sinks import BatchSink
 
+from target_recotap.endpoints import ENDPOINTS
 from target_recotap.sinks.base import require_key_properties
 from target_recotap.sinks.context import context_of
+from target_recotap.wording import listing
 
 if TYPE_CHECKING:
     from singer_sdk import Target
@@ -47,10 +49,11 @@ class SkippedStreamSink(BatchSink):
 
     def log_summary(self) -> None:
         self.logger.warning(
-            "Skipped stream %r (%d records): this target loads only deals and "
-            "deal_stages; rename a stream with a stream map to load it",
+            "Skipped stream %r (%d records): this target loads only %s; rename a stream "
+            "with a stream map to load it",
             self.stream_name,
             self.stats.received,
+            listing(ENDPOINTS),
         )
 
     def process_record(self, record: dict, context: dict) -> None:
