@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -10,6 +9,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from singer_sdk import typing as th
+
+from target_recotap.addresses import is_loopback
 
 DEFAULT_API_URL = "https://eapi.recotap.com/api/v1"
 DEFAULT_DRY_RUN_PATH = "recotap-dry-run.jsonl"
@@ -133,16 +134,6 @@ def without_secret_values(problem: str) -> str:
         if f"config['{name}']" in problem:
             return f"{name} must be a non-empty string (its value is not shown)"
     return problem
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names this machine (so plain http cannot leak the key)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def api_url_problem(url: str) -> str | None:

@@ -21,6 +21,8 @@ import target_recotap
 ROOT = Path(__file__).parent.parent
 TARGET_PACKAGE = Path(target_recotap.__file__).parent
 EMULATOR_PACKAGE = Path(recotap_emulator.__file__).parent
+# The one module of the target that the emulator may import: what both sides judge alike.
+SHARED = "target_recotap.addresses"
 VERSION = target_recotap.__version__
 
 
@@ -34,6 +36,25 @@ def imported(path: Path) -> set[str]:
         elif isinstance(node, ast.ImportFrom) and node.level == 0 and node.module:
             names |= {f"{node.module}.{alias.name}" for alias in node.names}
     return names
+
+
+def test_the_emulator_imports_nothing_of_the_target_but_the_shared_module():
+    modules = sorted(EMULATOR_PACKAGE.glob("*.py"))
+    assert EMULATOR_PACKAGE / "app.py" in modules
+    for module in modules:
+        reaching_in = {
+            name
+            for name in imported(module)
+            if name.split(".")[0] == "target_recotap"
+            and name != SHARED
+            and not name.startswith(SHARED + ".")
+        }
+        assert not reaching_in, f"recotap_emulator/{module.name} imports {sorted(reaching_in)}"
+
+
+def test_the_shared_module_needs_only_the_standard_library():
+    imports = {name.split(".")[0] for name in imported(TARGET_PACKAGE / "addresses.py")}
+    assert imports <= sys.stdlib_module_names
 
 
 def test_the_target_never_imports_the_emulator_or_werkzeug():

@@ -22,7 +22,7 @@ from werkzeug.wrappers import Request, Response
 
 from recotap_emulator.faults import FaultInjector, Faults
 from recotap_emulator.store import EmulatorStore, utc_timestamp
-from target_recotap.emails import is_email
+from target_recotap.addresses import is_email
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping

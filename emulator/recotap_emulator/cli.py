@@ -13,8 +13,9 @@ from typing import TYPE_CHECKING, Any
 
 from recotap_emulator.app import DEAL
 from recotap_emulator.faults import CONFLICT_FORMS, DEFAULT_BODY_LIMIT, Faults
-from recotap_emulator.server import DEFAULT_API_KEY, EmulatorServer, is_loopback
+from recotap_emulator.server import DEFAULT_API_KEY, EmulatorServer
 from recotap_emulator.store import MEMORY, EmulatorStore
+from target_recotap.addresses import is_loopback
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

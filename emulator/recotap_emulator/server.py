@@ -32,7 +32,7 @@ from recotap_emulator.app import (
 )
 from recotap_emulator.faults import Faults
 from recotap_emulator.store import EmulatorStore
-from target_recotap.settings import is_loopback
+from target_recotap.addresses import is_loopback
 
 if TYPE_CHECKING:
     from collections.abc import Callable
