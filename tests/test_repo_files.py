@@ -11,7 +11,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from check_release_tag import package_version, release_problems
+from check_release_tag import (
+    EMULATOR_INIT,
+    emulator_problems,
+    package_version,
+    release_problems,
+)
 from packaging.version import Version
 
 import target_recotap
@@ -93,3 +98,28 @@ def test_a_release_tag_must_name_the_version_and_have_its_changelog_section():
     )
     assert run.returncode == 1
     assert run.stderr.startswith("Not released: the tag v0.0.0-not-this does not name")
+
+
+def test_a_release_tag_publishes_the_emulator_only_under_the_same_version(tmp_path):
+    version = package_version((ROOT / "target_recotap" / "__init__.py").read_text())
+    assert package_version((ROOT / EMULATOR_INIT).read_text(), EMULATOR_INIT) == version
+    assert emulator_problems(version, version) == []
+    # As the release workflow runs it, on a copy whose emulator lags behind.
+    for path in ("scripts/check_release_tag.py", "target_recotap/__init__.py", EMULATOR_INIT):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text((ROOT / path).read_text())
+    emulator_init = tmp_path / EMULATOR_INIT
+    emulator_init.write_text(emulator_init.read_text().replace(f'"{version}"', '"0.0.1"'))
+    (tmp_path / "CHANGELOG.md").write_text(f"# Changelog\n\n## [{version}] - 2027-01-01\n")
+    run = subprocess.run(
+        [sys.executable, "scripts/check_release_tag.py", f"v{version}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 1
+    assert run.stderr.splitlines() == [
+        f"Not released: emulator/recotap_emulator/__init__.py names version 0.0.1, not "
+        f"{version}: the emulator is released with the target, under its tag"
+    ]
