@@ -36,7 +36,7 @@ CONFIG_SCHEMA = th.PropertiesList(
         default=DEFAULT_API_URL,
         title="API URL",
         description="Base URL of the Recotap API. Plain http:// is refused unless the host is "
-        "loopback (e.g. the bundled emulator).",
+        "loopback (e.g. the local emulator).",
     ),
     th.Property(
         "request_timeout",
