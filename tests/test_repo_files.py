@@ -4,6 +4,7 @@ the release check."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from importlib.metadata import version
@@ -123,3 +124,14 @@ def test_a_release_tag_publishes_the_emulator_only_under_the_same_version(tmp_pa
         f"Not released: emulator/recotap_emulator/__init__.py names version 0.0.1, not "
         f"{version}: the emulator is released with the target, under its tag"
     ]
+
+
+def test_make_installs_the_emulator_extra_only_with_the_clones_emulator():
+    # recotap-emulator is not on PyPI: a pip command that asks for the extra without the local
+    # copy would look the name up on an index, where anyone could have published it.
+    makefile = (ROOT / "Makefile").read_text()
+    installs = [line for line in makefile.splitlines() if "pip install" in line]
+    with_extra = [line for line in installs if re.search(r"\.\[[^\]]*\bemulator\b", line)]
+    assert with_extra, "make setup should install the emulator extra"
+    for line in with_extra:
+        assert line.rstrip().endswith("-e ./emulator"), line
