@@ -9,12 +9,14 @@ DEALS  ?= 100000
 
 setup: $(READY)
 
-$(READY): pyproject.toml
+# The emulator extra is installed from emulator/, in the same pip command: the resolver then
+# takes that copy and never looks for `recotap-emulator` on an index (it is not published yet).
+$(READY): pyproject.toml emulator/pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 10))' || \
 		{ echo "target-recotap needs Python 3.10 or newer (set PYTHON=python3.x)"; exit 1; }
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[test]"
+	$(BIN)/python -m pip install --quiet -e ".[test,emulator]" -e ./emulator
 	@touch $(READY)
 
 demo: $(READY)
@@ -40,13 +42,13 @@ mutate: $(VENV)/.mutate-ready
 	$(BIN)/python scripts/mutation_report.py
 
 $(VENV)/.mutate-ready: $(READY)
-	$(BIN)/python -m pip install --quiet -e ".[test,mutate]"
+	$(BIN)/python -m pip install --quiet -e ".[test,emulator,mutate]" -e ./emulator
 	@touch $@
 
 lint: $(READY)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy target_recotap
+	$(BIN)/mypy
 	$(BIN)/typos
 
 format: $(READY)

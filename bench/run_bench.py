@@ -238,7 +238,7 @@ def require_success(run: Run, timeout: float) -> Run:
 # The emulator, as its own process
 # ---------------------------------------------------------------------------
 
-EMULATOR_COMMAND = (PYTHON, "-m", "target_recotap.emulator", "serve", "--host", "127.0.0.1")
+EMULATOR_COMMAND = (PYTHON, "-m", "recotap_emulator", "serve", "--host", "127.0.0.1")
 EMULATOR_COMMAND += ("--port", "0", "--quiet")  # port 0: it prints the one it bound
 URL_LINE = re.compile(r"Recotap emulator at (http://127\.0\.0\.1:(\d+))(/api/v1)")
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))

@@ -14,7 +14,7 @@ from pathlib import Path
 
 from meltano_env import RUN, STATE_IDS, MeltanoProject, meltano_project
 
-from target_recotap.emulator import EmulatorServer, EmulatorStore
+from recotap_emulator import EmulatorServer, EmulatorStore
 
 OUT = Path(__file__).resolve().parent.parent / "demo-output"
 API_KEY = "demo-key"

@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from target_recotap.emails import is_email
+from target_recotap.addresses import is_email
 
 if sys.version_info < (3, 11):  # 3.10's own fromisoformat reads only what isoformat writes
     from backports.datetime_fromisoformat import datetime_fromisoformat
@@ -249,7 +249,7 @@ def _from_epoch_ms(value: float | Decimal, field_name: str, shown: str) -> dt.da
 
 
 def to_email(value: Any, field_name: str) -> str:
-    """An email without surrounding white space, if Recotap takes it (see ``emails``)."""
+    """An email without surrounding white space, if Recotap takes it (see ``addresses``)."""
     text = to_text(value, field_name).strip()
     if not is_email(text):
         raise InvalidRecord(f"{field_name} {_clip(text)!r} is not a valid email")

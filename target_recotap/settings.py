@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import ipaddress
 import json
 from collections.abc import Mapping
 from pathlib import Path
@@ -11,6 +10,7 @@ from urllib.parse import urlsplit
 
 from singer_sdk import typing as th
 
+from target_recotap.addresses import is_loopback
 from target_recotap.endpoints import ENDPOINTS
 from target_recotap.wording import listing
 
@@ -38,7 +38,7 @@ CONFIG_SCHEMA = th.PropertiesList(
         default=DEFAULT_API_URL,
         title="API URL",
         description="Base URL of the Recotap API. Plain http:// is refused unless the host is "
-        "loopback (e.g. the bundled emulator).",
+        "loopback (e.g. the local emulator).",
     ),
     th.Property(
         "request_timeout",
@@ -136,16 +136,6 @@ def without_secret_values(problem: str) -> str:
         if f"config['{name}']" in problem:
             return f"{name} must be a non-empty string (its value is not shown)"
     return problem
-
-
-def is_loopback(host: str) -> bool:
-    """Whether ``host`` names this machine (so plain http cannot leak the key)."""
-    if host.lower() == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def api_url_problem(url: str) -> str | None:

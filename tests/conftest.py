@@ -11,7 +11,7 @@ import pytest
 import trustme
 from hypothesis import HealthCheck, settings
 
-from target_recotap.emulator import EmulatorServer, EmulatorStore, Faults
+from recotap_emulator import EmulatorServer, EmulatorStore, Faults
 
 if TYPE_CHECKING:
     from collections.abc import Iterator

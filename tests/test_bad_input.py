@@ -30,7 +30,7 @@ from support import (
     write_config,
 )
 
-from target_recotap.emulator import EmulatorServer, EmulatorStore
+from recotap_emulator import EmulatorServer, EmulatorStore
 from target_recotap.target import TargetRecotap
 from target_recotap.validation import is_multiple
 

@@ -26,7 +26,7 @@ from singer_sdk.testing.target_tests import (
 from singer_sdk.testing.templates import TargetFileTestTemplate
 from support import config_for
 
-from target_recotap.emulator import EmulatorServer
+from recotap_emulator import EmulatorServer
 from target_recotap.rejects import REJECTION_KEY
 from target_recotap.target import TargetRecotap
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from target_recotap.emails import is_email
+from target_recotap.addresses import is_email
 
 FULL_WIDTH_GMAIL = "\uff47\uff4d\uff41\uff49\uff4c"
 

@@ -17,9 +17,9 @@ import pytest
 import requests
 from support import free_port, wait_until
 
-from target_recotap.emulator import EmulatorServer, EmulatorStore, Faults
-from target_recotap.emulator.cli import main
-from target_recotap.emulator.faults import FaultInjector
+from recotap_emulator import EmulatorServer, EmulatorStore, Faults
+from recotap_emulator.cli import main
+from recotap_emulator.faults import FaultInjector
 
 TIMEOUT = 5
 
@@ -743,7 +743,7 @@ def test_cli_refuses_non_loopback_host(capsys):
 def test_cli_serve_answers_and_stops_on_sigterm(tmp_path, capsys):
     path = tmp_path / "served.sqlite"
     port = free_port()
-    command = [sys.executable, "-m", "target_recotap.emulator", "--port", str(port)]
+    command = [sys.executable, "-m", "recotap_emulator", "--port", str(port)]
     command += ["--db", str(path), "--api-key", "cli-key", "--quiet"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:

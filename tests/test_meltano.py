@@ -20,7 +20,7 @@ import yaml
 from meltano_env import REPO, RUN, STATE_IDS, MeltanoProject, meltano_project, meltano_venv
 from support import about_json
 
-from target_recotap.emulator import EmulatorServer
+from recotap_emulator import EmulatorServer
 
 # One Meltano installation (.meltano-venv/, with the plugins' virtualenvs) serves these tests:
 # under pytest-xdist they run in one worker, one after the other (make test: --dist loadgroup).

@@ -4,6 +4,7 @@ the release check."""
 
 from __future__ import annotations
 
+import re
 import subprocess
 import sys
 from importlib.metadata import version
@@ -11,7 +12,12 @@ from pathlib import Path
 
 import pytest
 import yaml
-from check_release_tag import package_version, release_problems
+from check_release_tag import (
+    EMULATOR_INIT,
+    emulator_problems,
+    package_version,
+    release_problems,
+)
 from packaging.version import Version
 
 import target_recotap
@@ -93,3 +99,39 @@ def test_a_release_tag_must_name_the_version_and_have_its_changelog_section():
     )
     assert run.returncode == 1
     assert run.stderr.startswith("Not released: the tag v0.0.0-not-this does not name")
+
+
+def test_a_release_tag_publishes_the_emulator_only_under_the_same_version(tmp_path):
+    version = package_version((ROOT / "target_recotap" / "__init__.py").read_text())
+    assert package_version((ROOT / EMULATOR_INIT).read_text(), EMULATOR_INIT) == version
+    assert emulator_problems(version, version) == []
+    # As the release workflow runs it, on a copy whose emulator lags behind.
+    for path in ("scripts/check_release_tag.py", "target_recotap/__init__.py", EMULATOR_INIT):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text((ROOT / path).read_text())
+    emulator_init = tmp_path / EMULATOR_INIT
+    emulator_init.write_text(emulator_init.read_text().replace(f'"{version}"', '"0.0.1"'))
+    (tmp_path / "CHANGELOG.md").write_text(f"# Changelog\n\n## [{version}] - 2027-01-01\n")
+    run = subprocess.run(
+        [sys.executable, "scripts/check_release_tag.py", f"v{version}"],
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert run.returncode == 1
+    assert run.stderr.splitlines() == [
+        f"Not released: emulator/recotap_emulator/__init__.py names version 0.0.1, not "
+        f"{version}: the emulator is released with the target, under its tag"
+    ]
+
+
+def test_make_installs_the_emulator_extra_only_with_the_clones_emulator():
+    # recotap-emulator is not on PyPI: a pip command that asks for the extra without the local
+    # copy would look the name up on an index, where anyone could have published it.
+    makefile = (ROOT / "Makefile").read_text()
+    installs = [line for line in makefile.splitlines() if "pip install" in line]
+    with_extra = [line for line in installs if re.search(r"\.\[[^\]]*\bemulator\b", line)]
+    assert with_extra, "make setup should install the emulator extra"
+    for line in with_extra:
+        assert line.rstrip().endswith("-e ./emulator"), line

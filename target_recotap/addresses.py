@@ -1,13 +1,18 @@
-"""Email addresses judged as Recotap judges them: validator.js ``isEmail`` with its defaults.
+"""Addresses both sides judge alike: email addresses as Recotap judges them, loopback hosts.
 
-Recotap's ``ownerEmail must be an email`` is class-validator's ``@IsEmail()``, which calls
-validator.js ``isEmail(value, {})`` (validator 13.15: src/lib/isEmail.js, isFQDN.js and
-isByteLength.js). This is a port of what those defaults do; the target (before sending) and
-the emulator (as Recotap) both use it. JavaScript strings are UTF-16, so lengths are counted
-in UTF-16 code units where validator.js uses ``.length``, and in UTF-8 bytes where it uses
-``isByteLength``. No surrounding white space is allowed: the caller strips it.
+The one module of the target that the emulator (recotap_emulator) imports, so it holds nothing
+but the standard library: the target judges an email before sending it, and the emulator as
+Recotap would; the target sends the API key over plain http only to a loopback host, and the
+emulator listens on no other.
 
-The rules, in order (validator.js's own test cases are in tests/test_emails.py):
+``is_email`` is validator.js ``isEmail`` with its defaults. Recotap's ``ownerEmail must be an
+email`` is class-validator's ``@IsEmail()``, which calls validator.js ``isEmail(value, {})``
+(validator 13.15: src/lib/isEmail.js, isFQDN.js and isByteLength.js); this is a port of what
+those defaults do. JavaScript strings are UTF-16, so lengths are counted in UTF-16 code units
+where validator.js uses ``.length``, and in UTF-8 bytes where it uses ``isByteLength``. No
+surrounding white space is allowed: the caller strips it.
+
+Its rules, in order (validator.js's own test cases are in tests/test_emails.py):
 
 1. At most 254 UTF-16 code units in all.
 2. The domain is what follows the last ``@``; the local part is everything before it (an
@@ -35,6 +40,7 @@ A newline passes only inside quotes, as in validator.js: elsewhere no rule allow
 
 from __future__ import annotations
 
+import ipaddress
 import re
 
 MAX_LENGTH = 254
@@ -109,3 +115,13 @@ def _utf8_length(text: str) -> int:
     if text.isascii():
         return len(text)
     return len(text.encode("utf-8", "surrogatepass"))
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` names this machine (so plain http cannot leak the key)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

@@ -11,10 +11,11 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from target_recotap.emulator.app import DEAL
-from target_recotap.emulator.faults import CONFLICT_FORMS, DEFAULT_BODY_LIMIT, Faults
-from target_recotap.emulator.server import DEFAULT_API_KEY, EmulatorServer, is_loopback
-from target_recotap.emulator.store import MEMORY, EmulatorStore
+from recotap_emulator.app import DEAL
+from recotap_emulator.faults import CONFLICT_FORMS, DEFAULT_BODY_LIMIT, Faults
+from recotap_emulator.server import DEFAULT_API_KEY, EmulatorServer
+from recotap_emulator.store import MEMORY, EmulatorStore
+from target_recotap.addresses import is_loopback
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence

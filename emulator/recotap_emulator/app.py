@@ -20,9 +20,9 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from target_recotap.emails import is_email
-from target_recotap.emulator.faults import FaultInjector, Faults
-from target_recotap.emulator.store import EmulatorStore, utc_timestamp
+from recotap_emulator.faults import FaultInjector, Faults
+from recotap_emulator.store import EmulatorStore, utc_timestamp
+from target_recotap.addresses import is_email
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping

@@ -23,16 +23,16 @@ from socketserver import ThreadingMixIn
 from typing import TYPE_CHECKING, Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
-from target_recotap.emulator.app import (
+from recotap_emulator.app import (
     ADMIN_PATH,
     BASE_PATH,
     LOST_RESPONSE_KEY,
     RECEIVED_KEY,
     EmulatorApp,
 )
-from target_recotap.emulator.faults import Faults
-from target_recotap.emulator.store import EmulatorStore
-from target_recotap.settings import is_loopback
+from recotap_emulator.faults import Faults
+from recotap_emulator.store import EmulatorStore
+from target_recotap.addresses import is_loopback
 
 if TYPE_CHECKING:
     from collections.abc import Callable
