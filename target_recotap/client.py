@@ -7,6 +7,7 @@ gets no answer, is ``connection.py``'s. The API key is only ever placed in a req
 
 from __future__ import annotations
 
+import importlib.metadata
 import logging
 import threading
 import time
@@ -44,7 +45,7 @@ logger = logging.getLogger("target-recotap.client")
 
 # Express's (and so NestJS's) default JSON body limit, 100 KiB: Recotap documents none.
 DEFAULT_MAX_BODY_BYTES = 100 * 1024
-USER_AGENT = f"target-recotap/{__version__} urllib3/{urllib3.__version__}"
+USER_AGENT = f"target-recotap/{__version__} urllib3/{importlib.metadata.version('urllib3')}"
 
 
 @dataclass
