@@ -100,6 +100,11 @@ class Throttle:
                 self._window = max(1.0, self._window / 2)
 
 
+# What a job in flight holds, so that no other job with it starts: (stream, item key). The
+# stream keeps a deal and a pipeline, or an account, that happen to share an ID apart.
+Key = tuple[str, str]
+
+
 class Dispatcher:
     """Runs send jobs on worker threads, at most ``throttle.window`` at once.
 
@@ -121,11 +126,11 @@ class Dispatcher:
         self._gate = threading.Condition(self._lock)
         self._in_flight = 0  # submitted and not finished
         self._sending = 0  # of those, past the window's gate
-        self._busy_keys: set[str] = set()
+        self._busy_keys: set[Key] = set()
         self._error: BaseException | None = None
 
     def submit(
-        self, keys: frozenset[str], job: Callable[[], None], settled: Callable[[], None]
+        self, keys: frozenset[Key], job: Callable[[], None], settled: Callable[[], None]
     ) -> None:
         """Start ``job`` when it may go; ``settled`` runs after it if it succeeded."""
         with self._changed:
@@ -139,17 +144,17 @@ class Dispatcher:
             self._busy_keys |= keys
         self._pool.submit(self._run, keys, job, settled)
 
-    def is_busy(self, key: str) -> bool:
+    def is_busy(self, key: Key) -> bool:
         """Whether a job in flight holds ``key``."""
         with self._changed:
             return key in self._busy_keys
 
-    def busy_among(self, keys: Iterable[str]) -> set[str]:
+    def busy_among(self, keys: Iterable[Key]) -> set[Key]:
         """Those of ``keys`` that a job in flight holds."""
         with self._changed:
             return self._busy_keys.intersection(keys)
 
-    def wait_until_free(self, keys: set[str]) -> None:
+    def wait_until_free(self, keys: set[Key]) -> None:
         """Wait until a job in flight lets go of at least one of ``keys``."""
         with self._changed:
             while self._busy_keys.issuperset(keys):
@@ -167,7 +172,7 @@ class Dispatcher:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _run(
-        self, keys: frozenset[str], job: Callable[[], None], settled: Callable[[], None]
+        self, keys: frozenset[Key], job: Callable[[], None], settled: Callable[[], None]
     ) -> None:
         with self._gate:
             while self._sending >= self._throttle.window:

@@ -8,6 +8,7 @@ real client and the emulator are in test_deals.py and test_deal_stages.py.
 from __future__ import annotations
 
 import logging
+import threading
 from typing import Any
 
 import pytest
@@ -238,3 +239,31 @@ def test_a_pipeline_held_back_by_a_rejected_record_is_rejected_whole_and_settles
     assert run.client.pipeline_requests == []
     assert run.rejects.total == 2
     assert run.states == [{"after": 2}]
+
+
+def test_a_deal_and_a_pipeline_that_share_an_id_do_not_wait_for_each_other():
+    deal_sent = threading.Event()
+
+    class Client(FakeClient):
+        pipeline_saw_the_deal = False
+
+        def push(self, endpoint: Endpoint, items: list[dict[str, Any]]) -> Reply:
+            if endpoint is PIPELINES:  # in flight until the deal has gone, or 10 s
+                self.pipeline_saw_the_deal = deal_sent.wait(timeout=10)
+            else:
+                deal_sent.set()
+            return super().push(endpoint, items)
+
+    client = Client()
+    run = Run(client)
+    stages = run.sink(DealStagesSink, "deal_stages", PIPELINE_SCHEMA, ["pipelineId", "stageId"])
+    deals = run.sink(DealsSink, "deals", DEAL_SCHEMA, ["externalDealId"])
+    run.read(stages, {"pipelineId": "7", "pipelineLabel": "S", "stageId": "s", "stageLabel": "N"})
+    run.input.finished = run.input.complete = True
+    stages.process_batch({})
+    run.read(deals, {"externalDealId": "7", "name": "Seven"})
+    deals.process_batch({})
+    run.dispatcher.wait_all()
+    run.dispatcher.close()
+    assert client.pipeline_saw_the_deal
+    assert client.deal_requests == [[{"externalDealId": "7", "name": "Seven"}]]

@@ -23,6 +23,7 @@ if TYPE_CHECKING:
     from singer_sdk import Target
 
     from target_recotap.endpoints import Endpoint
+    from target_recotap.flow import Key
     from target_recotap.settlement import Received
 
 
@@ -97,10 +98,14 @@ class RecotapSink(BatchSink, abc.ABC):
         endpoint's limit."""
         return min(self.batch_size_rows or self.endpoint.per_request, self.endpoint.per_request)
 
+    def dispatch_key(self, item_key: str) -> Key:
+        """What a job sending the item ``item_key`` of this stream holds in the dispatcher."""
+        return (self.endpoint.stream, item_key)
+
     def dispatch(self, batch: list[Item], send: Callable[[list[Item]], None]) -> None:
         """Send one batch through the dispatcher; its records settle once it has landed."""
         self.dispatcher.submit(
-            frozenset(item.key for item in batch),
+            frozenset(self.dispatch_key(item.key) for item in batch),
             partial(self.deliver, batch, send),
             partial(self._landed, batch),
         )

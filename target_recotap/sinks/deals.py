@@ -88,7 +88,7 @@ class DealsSink(RecotapSink):
             item.versions.append(body)
             # Under the lock: a sending thread takes a merge back when it sends versions apart.
             self.stats.add(merged=1)
-        if self.dispatcher.is_busy(key):
+        if self.dispatcher.is_busy(self.dispatch_key(key)):
             self._held.add(key)
         self.ledger.hold(received)
 
@@ -112,9 +112,9 @@ class DealsSink(RecotapSink):
         """
         dispatcher = self.dispatcher
         while self._pending:
-            busy = dispatcher.busy_among(self._pending)
+            busy = {key for _, key in dispatcher.busy_among(map(self.dispatch_key, self._pending))}
             if len(busy) == len(self._pending):
-                dispatcher.wait_until_free(busy)
+                dispatcher.wait_until_free(set(map(self.dispatch_key, busy)))
                 continue
             ready = (item for key, item in self._pending.items() if key not in busy)
             batch: list[Item] = list(itertools.islice(ready, self.max_size))
