@@ -1,8 +1,11 @@
-"""Addresses both sides judge alike: email addresses as Recotap judges them, loopback hosts.
+"""Addresses both sides judge alike: email addresses as Recotap judges them, account domains as
+Recotap cleans them, loopback hosts.
 
 The one module of the target that the emulator (recotap_emulator) imports, so it holds nothing
-but the standard library: the target judges an email before sending it, and the emulator as
-Recotap would; the target sends the API key over plain http only to a loopback host, and the
+but the standard library. The target judges an email before sending it, and the emulator as
+Recotap would. The target cleans a domain as Recotap will, so that two records of one account
+become one item and a deal names its account as Recotap holds it; the emulator cleans it as
+Recotap does. The target sends the API key over plain http only to a loopback host, and the
 emulator listens on no other.
 
 ``is_email`` is validator.js ``isEmail`` with its defaults. Recotap's ``ownerEmail must be an
@@ -125,3 +128,24 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+# A leading scheme, of any kind and case ("https://", "HTTP://").
+_SCHEME = re.compile(r"[A-Za-z][A-Za-z0-9+.-]*://")
+# Where a host ends and the rest of a URL (path, query, fragment) begins.
+_AFTER_HOST = re.compile(r"[/?#]")
+
+
+def clean_domain(text: str) -> str:
+    """``text`` as Recotap stores an account domain: a leading scheme, a leading ``www.`` and
+    anything after the host removed, the rest lower-cased (``https://www.Acme.com/foo`` is
+    ``acme.com``); surrounding white space goes too. Empty when no host is left.
+
+    The reference strips ``www.`` and lower-cases, without saying in which order: ``WWW.`` is
+    taken off too, as domains are case-insensitive. What it leaves undocumented (ports, other
+    sub-domains, trailing dots, IDNs) is kept as written: guessing there could merge two
+    accounts Recotap keeps apart.
+    """
+    match = _SCHEME.match(text := text.strip())
+    host = _AFTER_HOST.split(text[match.end() :] if match else text, maxsplit=1)[0].lower()
+    return host.removeprefix("www.")

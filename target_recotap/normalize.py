@@ -17,7 +17,7 @@ from typing import Any
 
 import msgspec
 
-from target_recotap.addresses import is_email
+from target_recotap.addresses import clean_domain, is_email
 
 if sys.version_info < (3, 11):  # 3.10's own fromisoformat reads only what isoformat writes
     from backports.datetime_fromisoformat import datetime_fromisoformat
@@ -256,6 +256,15 @@ def to_email(value: Any, field_name: str) -> str:
     return text
 
 
+def to_domain(value: Any, field_name: str) -> str:
+    """An account domain, cleaned as Recotap cleans it (``clean_domain``)."""
+    text = to_text(value, field_name)
+    domain = clean_domain(text)
+    if not domain:
+        raise InvalidRecord(f"{field_name} {_clip(text)!r} names no domain once cleaned")
+    return domain
+
+
 def deal_body(record: Mapping[str, Any]) -> dict[str, Any]:
     """The Recotap deal for one tap record, or ``InvalidRecord`` saying why it cannot be sent."""
     body = convert_fields(record, DEAL_FIELDS)
@@ -347,7 +356,7 @@ DEAL_FIELDS = field_table(
         "dealCurrencyCode": (to_text, ("deal_currency_code",)),
         "associatedAccounts": (associated_accounts, ("associated_accounts",)),
         "accountExternalId": (to_text, ("account_external_id",)),
-        "accountDomain": (to_text, ("account_domain",)),
+        "accountDomain": (to_domain, ("account_domain",)),
         "accountName": (to_text, ("account_name",)),
     }
 )
@@ -359,7 +368,7 @@ FLAT_ACCOUNT_FIELDS = {
 ACCOUNT_FIELDS = field_table(
     {
         "externalId": (to_text, ("external_id",)),
-        "domain": (to_text, ()),
+        "domain": (to_domain, ()),
         "name": (to_text, ()),
     }
 )

@@ -141,3 +141,29 @@ def test_a_deal_whose_optional_fields_are_all_null_is_stored_with_none_of_them(e
     )
     assert run.returncode == 0, run.stderr
     assert emulator.store.deals() == {"deal-1": deal(1)}
+
+
+def test_associated_domains_are_sent_as_recotap_cleans_them_and_one_with_no_host_is_rejected(
+    emulator, tmp_path
+):
+    # Recotap keys accounts by the cleaned domain: a deal that names its account as the CRM
+    # writes it (a URL, capitals) would otherwise not name it as Recotap holds it.
+    deals = [
+        deal(1, associatedAccounts=[{"domain": "https://www.Acme.com/pricing?x=1"}]),
+        deal(2, account_domain="  WWW.Globex.COM  "),
+        deal(3, associatedAccounts=[{"domain": "app.initech.com:8443/login"}]),
+        deal(4, associatedAccounts=[{"domain": "https://www./"}]),
+    ]
+    config = config_for(emulator, dead_letter_path=str(tmp_path / "rejected.jsonl"))
+    run = run_cli(["--config", str(write_config(tmp_path, config))], deals_messages(deals))
+    stored = emulator.store.deals()
+    assert stored["deal-1"]["associatedAccounts"] == [{"domain": "acme.com"}]
+    assert stored["deal-2"]["associatedAccounts"] == [{"domain": "globex.com"}]
+    # What the reference leaves undocumented (a port, a sub-domain) is kept as written.
+    assert stored["deal-3"]["associatedAccounts"] == [{"domain": "app.initech.com:8443"}]
+    assert "deal-4" not in stored
+    assert (
+        "Rejected deals record 'deal-4': associatedAccounts[0].domain 'https://www./' names no "
+        "domain once cleaned"
+    ) in run.stderr
+    assert run.returncode == 3  # a record rejected, more than max_rejected_records (0)

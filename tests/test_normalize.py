@@ -9,6 +9,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from target_recotap.addresses import clean_domain
 from target_recotap.client import conflicting_pipeline_ids
 from target_recotap.normalize import (
     InvalidRecord,
@@ -585,3 +586,28 @@ def test_any_aware_datetime_keeps_its_instant(moment):
 @given(st.decimals(allow_nan=False, allow_infinity=False, places=4))
 def test_any_decimal_amount_is_kept_exactly(amount):
     assert to_amount(str(amount)) == amount
+
+
+@pytest.mark.parametrize(
+    ("written", "cleaned"),
+    [
+        ("https://www.acme.com/foo", "acme.com"),  # the reference's own example
+        ("acme.com", "acme.com"),
+        ("www.acme.com", "acme.com"),
+        ("WWW.Acme.COM", "acme.com"),
+        ("HTTP://acme.com?utm=1", "acme.com"),
+        ("acme.com#team", "acme.com"),
+        ("  acme.com/  ", "acme.com"),
+        ("ftp://www.www.acme.com", "www.acme.com"),  # one www. only
+        # Undocumented: kept as written, lower-cased.
+        ("app.Acme.com", "app.acme.com"),
+        ("acme.com:8443/x", "acme.com:8443"),
+        ("acme.com.", "acme.com."),
+        ("wwwacme.com", "wwwacme.com"),
+        ("https://", ""),
+        ("www.", ""),
+        ("/path/only", ""),
+    ],
+)
+def test_a_domain_is_cleaned_as_recotap_cleans_it(written, cleaned):
+    assert clean_domain(written) == cleaned
