@@ -2,13 +2,15 @@
 
 An endpoint is where its items go, how many a request takes, what names an item, and how it
 writes: an upsert answers each item ``upserted`` or ``failed``; a create-only endpoint answers
-each ``created``, and refuses the whole request with a 409 when an item exists already. Adding
-an endpoint is one declaration here and one normaliser in normalize.py, and its sink.
+each ``created``, and either refuses the whole request with a 409 when an item exists already,
+or fails that item alone, in words ``exists_when`` recognises. Adding an endpoint is one
+declaration here and one normaliser in normalize.py, and its sink.
 """
 
 from __future__ import annotations
 
 import enum
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -17,11 +19,20 @@ from typing import Any
 class WriteMode(enum.Enum):
     UPSERT = "upsert"  # an item that exists is updated
     CREATE_OR_CONFLICT = "create-only, 409"  # one item that exists refuses the whole request
+    CREATE_OR_FAIL = "create-only, failed"  # an item that exists fails alone (``exists_when``)
 
 
 @dataclass(frozen=True)
 class Accepted:
     """Recotap wrote the item."""
+
+
+@dataclass(frozen=True)
+class Existing:
+    """Recotap holds the item already and left it as it was: delivered before (a re-run, or a
+    retry after a lost answer), not an error. ``said`` is Recotap's words, for the debug log."""
+
+    said: str
 
 
 @dataclass(frozen=True)
@@ -32,7 +43,7 @@ class Rejected:
     answered: bool = True
 
 
-Outcome = Accepted | Rejected
+Outcome = Accepted | Existing | Rejected
 
 
 @dataclass(frozen=True)
@@ -46,6 +57,9 @@ class Endpoint:
     mode: WriteMode
     verb: str  # what it does to an item, for messages
     written: str  # the status of an item written
+    # CREATE_OR_FAIL: the words of a failed item that Recotap holds already (undocumented:
+    # matched defensively, on the failure text).
+    exists_when: re.Pattern[str] | None = None
 
     def body(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         return {self.items_field: items}
@@ -73,7 +87,10 @@ class Endpoint:
                 outcomes[key] = Accepted()
             else:
                 error = result.get("error") or f"status {result.get('status')!r}"
-                outcomes[key] = Rejected(f"Recotap did not {self.verb} it: {error}")
+                if self.exists_when is not None and self.exists_when.search(str(error)):
+                    outcomes[key] = Existing(str(error))
+                else:
+                    outcomes[key] = Rejected(f"Recotap did not {self.verb} it: {error}")
         return outcomes
 
 
