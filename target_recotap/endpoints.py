@@ -3,7 +3,8 @@
 An endpoint is where its items go, how many a request takes, what names an item, and how it
 writes: an upsert answers each item ``upserted`` or ``failed``; a create-only endpoint answers
 each ``created``, and either refuses the whole request with a 409 when an item exists already,
-or fails that item alone, in words ``exists_when`` recognises. Adding an endpoint is one
+or fails that item alone, in words ``exists_when`` recognises. An endpoint may also answer an
+item ``skipped``: one it does not handle, ignored, and not an error. Adding an endpoint is one
 declaration here and one normaliser in normalize.py, and its sink.
 """
 
@@ -36,6 +37,14 @@ class Existing:
 
 
 @dataclass(frozen=True)
+class Skipped:
+    """Recotap ignored the item, as one it does not handle (not an error): nothing was written.
+    ``said`` is Recotap's words, for the debug log."""
+
+    said: str
+
+
+@dataclass(frozen=True)
 class Rejected:
     """Recotap did not write the item, or (``answered`` false) its answer left the item out."""
 
@@ -43,7 +52,7 @@ class Rejected:
     answered: bool = True
 
 
-Outcome = Accepted | Existing | Rejected
+Outcome = Accepted | Existing | Skipped | Rejected
 
 
 @dataclass(frozen=True)
@@ -60,6 +69,7 @@ class Endpoint:
     # CREATE_OR_FAIL: the words of a failed item that Recotap holds already (undocumented:
     # matched defensively, on the failure text).
     exists_when: re.Pattern[str] | None = None
+    skipped: str | None = None  # the status of an item Recotap ignores, if it has one
 
     def body(self, items: list[dict[str, Any]]) -> dict[str, Any]:
         return {self.items_field: items}
@@ -85,6 +95,8 @@ class Endpoint:
                 )
             elif result.get("status") == self.written:
                 outcomes[key] = Accepted()
+            elif self.skipped is not None and result.get("status") == self.skipped:
+                outcomes[key] = Skipped(str(result.get("error") or f"status {self.skipped!r}"))
             else:
                 error = result.get("error") or f"status {result.get('status')!r}"
                 if self.exists_when is not None and self.exists_when.search(str(error)):
@@ -116,4 +128,21 @@ PIPELINES = Endpoint(
     verb="create",
     written="created",
 )
-ENDPOINTS = {endpoint.stream: endpoint for endpoint in (DEALS, PIPELINES)}
+ACTIVITIES = Endpoint(
+    stream="sales_activities",
+    path="/sales-activities",
+    items_field="activities",
+    noun="sales activity",
+    key="externalActivityId",
+    per_request=50,
+    mode=WriteMode.CREATE_OR_FAIL,
+    verb="create",
+    written="created",
+    # Defensive: the reference says a duplicate externalActivityId comes back "failed", but
+    # not in what words. These are the words of Recotap's other duplicates ("Account with
+    # domain 'X' already exists", "Pipeline(s) already exist") and the usual others; a
+    # duplicate worded otherwise is rejected with Recotap's words (in the dead letter), not lost.
+    exists_when=re.compile(r"already (?:exists?|been)|duplicate", re.IGNORECASE),
+    skipped="skipped",  # an activityType other than call or email
+)
+ENDPOINTS = {endpoint.stream: endpoint for endpoint in (DEALS, PIPELINES, ACTIVITIES)}

@@ -450,3 +450,138 @@ def _describe(value: Any) -> str:
 
 def _clip(text: str, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
+
+
+# Sales activities ------------------------------------------------------------------------
+
+ACTIVITY_ID_NAMES = ("externalActivityId", "external_activity_id")
+# The types Recotap loads, compared as written: the reference names them so and says that any
+# other value is skipped. Lower-casing ``Call`` would send what Recotap might skip as written;
+# the warning for a skipped type says how to map it instead.
+ACTIVITY_TYPES = ("call", "email")
+REQUIRED_ACTIVITY_FIELDS = (
+    ACTIVITY_ID_NAMES[0],
+    "activityType",
+    "occurredAt",
+    "domain",
+    "ownerEmail",
+    "contacts",
+)
+CALL_DIRECTIONS = ("inbound", "outbound")
+
+
+class UnhandledActivityType(Exception):
+    """A sales activity of a type Recotap does not load (it would skip it): not sent."""
+
+    def __init__(self, activity_type: str) -> None:
+        super().__init__(activity_type)
+        self.activity_type = activity_type
+
+
+def activity_body(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The Recotap sales activity for one tap record; ``InvalidRecord`` if Recotap would refuse
+    it (a 400 for the whole request), ``UnhandledActivityType`` if it is neither a call nor an
+    email.
+
+    An activity is sent the fields of its own type only: whether Recotap ignores a call's
+    field on an email, or refuses the request, the reference does not say.
+    """
+    activity_type = convert_fields(record, ACTIVITY_TYPE_FIELD).get("activityType")
+    if activity_type is None:
+        raise InvalidRecord("activityType is missing or empty")
+    if activity_type not in ACTIVITY_TYPES:
+        raise UnhandledActivityType(activity_type)
+    body = convert_fields(record, CALL_FIELDS if activity_type == "call" else EMAIL_FIELDS)
+    for name in REQUIRED_ACTIVITY_FIELDS:
+        if name not in body:
+            raise InvalidRecord(f"{name} is missing or empty")
+    if body.get("from") == {}:  # a sender with no usable field
+        del body["from"]
+    return body
+
+
+def activity_contacts(value: Any, field_name: str) -> list[dict[str, Any]]:
+    """The people of an activity: at least one, each with an email (a null entry is dropped).
+
+    Which contact fields Recotap requires lies beyond the part of the reference available; an
+    email on each is the safe assumption.
+    """
+    if not isinstance(value, list):
+        raise InvalidRecord(f"{field_name} must be a list, got {_describe(value)}")
+    people = []
+    for position, item in enumerate(value):
+        if item is None:
+            continue
+        where = f"{field_name}[{position}]"
+        if not isinstance(item, Mapping):
+            raise InvalidRecord(f"{where} must be an object, got {_describe(item)}")
+        person = convert_fields(item, CONTACT_FIELDS, f"{where}.")
+        if "email" not in person:
+            raise InvalidRecord(f"{where}.email is missing or empty")
+        people.append(person)
+    if not people:
+        raise InvalidRecord(f"{field_name} must hold at least one contact")
+    return people
+
+
+def activity_sender(value: Any, field_name: str) -> dict[str, Any]:
+    """An activity's ``from``: a name and an email, either optional (the email must be one)."""
+    if not isinstance(value, Mapping):
+        raise InvalidRecord(f"{field_name} must be an object, got {_describe(value)}")
+    return convert_fields(value, SENDER_FIELDS, f"{field_name}.")
+
+
+def call_direction(value: Any, field_name: str) -> str:
+    """``inbound`` or ``outbound``, as written: Recotap refuses any other value (a 400)."""
+    text = to_text(value, field_name)
+    if text not in CALL_DIRECTIONS:
+        raise InvalidRecord(f"{field_name} {_clip(text)!r} must be 'inbound' or 'outbound'")
+    return text
+
+
+_ACTIVITY_TYPE: dict[str, tuple[Converter, tuple[str, ...]]] = {
+    "activityType": (to_text, ("activity_type",))
+}
+ACTIVITY_TYPE_FIELD = field_table(_ACTIVITY_TYPE)
+_ACTIVITY_FIELDS: dict[str, tuple[Converter, tuple[str, ...]]] = {
+    ACTIVITY_ID_NAMES[0]: (to_text, ACTIVITY_ID_NAMES[1:]),
+    **_ACTIVITY_TYPE,
+    "occurredAt": (to_utc_timestamp, ("occurred_at",)),
+    "domain": (to_domain, ()),
+    "ownerEmail": (to_email, ("owner_email",)),
+    "contacts": (activity_contacts, ()),
+    "accountName": (to_text, ("account_name",)),
+    "subject": (to_text, ()),
+    "ownerName": (to_text, ("owner_name",)),
+    "ownerId": (to_text, ("owner_id",)),
+    "from": (activity_sender, ()),
+}
+CALL_FIELDS = field_table(
+    {
+        **_ACTIVITY_FIELDS,
+        "callTitle": (to_text, ("call_title",)),
+        "durationMinutes": (to_amount, ("duration_minutes",)),
+        "outcome": (to_text, ()),
+        "direction": (call_direction, ()),
+    }
+)
+EMAIL_FIELDS = field_table(
+    {
+        **_ACTIVITY_FIELDS,
+        "openCount": (to_amount, ("open_count",)),
+        "clickCount": (to_amount, ("click_count",)),
+    }
+)
+CONTACT_FIELDS = field_table(
+    {
+        "email": (to_email, ()),
+        "externalContactId": (to_text, ("external_contact_id",)),
+        "name": (to_text, ()),
+        "title": (to_text, ()),
+        "department": (to_text, ()),
+        "seniority": (to_text, ()),
+        "phone": (to_text, ()),
+        "linkedinUrl": (to_text, ("linkedin_url",)),
+    }
+)
+SENDER_FIELDS = field_table({"email": (to_email, ()), "name": (to_text, ())})

@@ -47,6 +47,7 @@ from target_recotap.sinks import (
     DealStagesSink,
     InputProgress,
     RecotapSink,
+    SalesActivitiesSink,
     SinkContext,
     SkippedStreamSink,
     StreamSink,
@@ -58,7 +59,11 @@ if TYPE_CHECKING:
 
     from singer_sdk.sinks import Sink
 
-SINKS: dict[str, type[RecotapSink]] = {"deals": DealsSink, "deal_stages": DealStagesSink}
+SINKS: dict[str, type[RecotapSink]] = {
+    "deals": DealsSink,
+    "deal_stages": DealStagesSink,
+    "sales_activities": SalesActivitiesSink,
+}
 INPUT_ERRORS = (
     InvalidInputLine,
     RecordsWithoutSchemaException,

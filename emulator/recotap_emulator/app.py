@@ -38,6 +38,7 @@ LOST_RESPONSE_KEY = "recotap_emulator.lost_response"
 RECEIVED_KEY = "recotap_emulator.received"
 MAX_DEALS = 100
 MAX_PIPELINES = 20
+MAX_ACTIVITIES = 50
 # Bodies are read whole (up to this size) so the request log can count items even in
 # requests that are rejected, e.g. for exceeding the body limit.
 READ_CAP = 64 * 1024 * 1024
@@ -88,6 +89,7 @@ class Prop:
     optional: bool = False  # @IsOptional(): null or absent skips every check
     each: Schema | None = None
     unique_by: str | None = None  # @ArrayUnique(element => element[unique_by])
+    nested: Schema | None = None  # @ValidateNested() of one object
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,70 @@ PUSH_DEAL_STAGES = Schema(
     }
 )
 
+# POST /sales-activities: one DTO for both types, so a call's field on an email passes (the
+# reference does not say whether Recotap ignores or refuses it; the target never sends one).
+ACTIVITY_TYPES = ("call", "email")
+IS_EMAIL = Constraint(
+    "isEmail", lambda v: isinstance(v, str) and is_email(v), "{property} must be an email"
+)
+
+
+def array_min_size(limit: int) -> Constraint:
+    """@ArrayMinSize(limit)."""
+    return Constraint(
+        "arrayMinSize",
+        lambda v: isinstance(v, list) and len(v) >= limit,
+        f"{{property}} must contain at least {limit} elements",
+    )
+
+
+def is_in(values: tuple[str, ...]) -> Constraint:
+    """@IsIn(values): compared as written."""
+    return Constraint(
+        "isIn",
+        lambda v: v in values,
+        f"{{property}} must be one of the following values: {', '.join(values)}",
+    )
+
+
+OPTIONAL_NUMBER = Prop((IS_NUMBER,), optional=True)
+# The contact's field table is beyond the part of the reference available: every field of its
+# example, none required.
+CONTACT = Schema(
+    dict.fromkeys(
+        (
+            *("email", "externalContactId", "name", "title", "department", "seniority"),
+            *("phone", "linkedinUrl"),
+        ),
+        OPTIONAL_STRING,
+    )
+)
+SENDER = Schema({"name": OPTIONAL_STRING, "email": OPTIONAL_STRING})
+ACTIVITY = Schema(
+    {
+        "externalActivityId": REQUIRED_STRING,
+        "activityType": REQUIRED_STRING,
+        "occurredAt": Prop((IS_ISO8601,)),
+        "domain": REQUIRED_STRING,
+        "ownerEmail": Prop((IS_EMAIL,)),
+        "contacts": Prop((IS_ARRAY, array_min_size(1)), each=CONTACT),
+        "accountName": OPTIONAL_STRING,
+        "subject": OPTIONAL_STRING,
+        "ownerName": OPTIONAL_STRING,
+        "ownerId": OPTIONAL_STRING,
+        "from": Prop((), optional=True, nested=SENDER),
+        "callTitle": OPTIONAL_STRING,
+        "durationMinutes": OPTIONAL_NUMBER,
+        "outcome": OPTIONAL_STRING,
+        "direction": Prop((is_in(("inbound", "outbound")),), optional=True),
+        "openCount": OPTIONAL_NUMBER,
+        "clickCount": OPTIONAL_NUMBER,
+    }
+)
+PUSH_SALES_ACTIVITIES = Schema(
+    {"activities": Prop((IS_ARRAY, ARRAY_NOT_EMPTY, array_max_size(MAX_ACTIVITIES)), each=ACTIVITY)}
+)
+
 #: Per-item checks of POST /deals, after the DTO passed: the first failing message fails the deal.
 DEAL_ITEM_RULES: tuple[tuple[str, Callable[[dict[str, Any]], bool]], ...] = (
     ("name should not be empty", lambda deal: deal["name"] != ""),
@@ -240,6 +306,10 @@ def conforms(body: Mapping[str, Any], schema: Schema) -> bool:
                         return False
             if prop.unique_by is not None and _has_duplicates(value, prop.unique_by):
                 return False
+        if prop.nested is not None and (
+            type(value) is not dict or not conforms(value, prop.nested)
+        ):
+            return False
     return True
 
 
@@ -255,6 +325,11 @@ def _validate_prop(name: str, value: Any, prop: Prop, path: str) -> list[dict[st
             rows += _validate_each(name, value, prop.each, path)
         if prop.unique_by is not None and _has_duplicates(value, prop.unique_by):
             rows.append(_row(path, {"arrayUnique": f"All {name}'s elements must be unique"}))
+    if prop.nested is not None:
+        if isinstance(value, dict):
+            rows += validate(value, prop.nested, path)
+        else:
+            rows.append(_row(path, {"nestedValidation": _NESTED_MESSAGE.format(property=name)}))
     return rows
 
 
@@ -265,9 +340,12 @@ def _validate_each(name: str, items: list[Any], schema: Schema, path: str) -> li
         if isinstance(item, dict):
             rows += validate(item, schema, item_path)
         else:
-            message = f"each value in nested property {name} must be either object or array"
+            message = f"each value in {_NESTED_MESSAGE.format(property=name)}"
             rows.append(_row(item_path, {"nestedValidation": message}))
     return rows
+
+
+_NESTED_MESSAGE = "nested property {property} must be either object or array"
 
 
 def _has_duplicates(items: list[Any], key: str) -> bool:
@@ -278,6 +356,12 @@ def _has_duplicates(items: list[Any], key: str) -> bool:
 def deal_item_error(deal: dict[str, Any]) -> str | None:
     """Why a DTO-valid deal fails on its own, or None if it can be upserted."""
     return next((message for message, passes in DEAL_ITEM_RULES if not passes(deal)), None)
+
+
+def duplicate_activity_message(external_id: str) -> str:
+    """Why an activity whose externalActivityId is stored already fails. The reference gives no
+    text for it: this one is worded as the sandbox's duplicate account was."""
+    return f"Activity with externalActivityId '{external_id}' already exists"
 
 
 def conflict_message(pipeline_ids: Iterable[str], form: str) -> str:
@@ -374,8 +458,10 @@ ROUTES = Map(
         Rule(f"{BASE_PATH}/deals", methods=["GET"], endpoint="list_deals"),
         Rule(f"{BASE_PATH}/deal-stages", methods=["POST"], endpoint="push_deal_stages"),
         Rule(f"{BASE_PATH}/deal-stages", methods=["GET"], endpoint="list_deal_stages"),
+        Rule(f"{BASE_PATH}/sales-activities", methods=["POST"], endpoint="push_sales_activities"),
         Rule(f"{ADMIN_PATH}/deals", methods=["GET"], endpoint="admin_deals"),
         Rule(f"{ADMIN_PATH}/pipelines", methods=["GET"], endpoint="admin_pipelines"),
+        Rule(f"{ADMIN_PATH}/activities", methods=["GET"], endpoint="admin_activities"),
         Rule(f"{ADMIN_PATH}/requests", methods=["GET"], endpoint="admin_requests"),
         Rule(f"{ADMIN_PATH}/stats", methods=["GET"], endpoint="admin_stats"),
         Rule(f"{ADMIN_PATH}/reset", methods=["POST"], endpoint="admin_reset"),
@@ -385,7 +471,11 @@ ROUTES = Map(
 )
 
 #: Array whose length is logged as the request's item count, per API endpoint.
-ITEM_KEYS = {"push_deals": "deals", "push_deal_stages": "pipelines"}
+ITEM_KEYS = {
+    "push_deals": "deals",
+    "push_deal_stages": "pipelines",
+    "push_sales_activities": "activities",
+}
 
 
 class EmulatorApp:
@@ -401,10 +491,12 @@ class EmulatorApp:
             "list_deals": self._list_deals,
             "push_deal_stages": self._push_deal_stages,
             "list_deal_stages": self._list_deal_stages,
+            "push_sales_activities": self._push_sales_activities,
         }
         self._admin: dict[str, Callable[[Request], Response]] = {
             "admin_deals": lambda _: json_response(self.store.deal_records()),
             "admin_pipelines": lambda _: json_response(list(self.store.pipelines().values())),
+            "admin_activities": lambda _: json_response(self.store.activity_records()),
             "admin_requests": lambda _: json_response(self.store.requests()),
             "admin_stats": lambda _: json_response(self.store.stats()),
             "admin_reset": self._admin_reset,
@@ -575,6 +667,42 @@ class EmulatorApp:
             raise not_found(request)
         pipelines = list(self.store.pipelines().values())
         return _success(request, 200, pipelines) if form == "envelope" else json_response(pipelines)
+
+    def _push_sales_activities(self, request: Request, body: dict[str, Any], seq: int) -> Response:
+        _require_valid(body, PUSH_SALES_ACTIVITIES)
+        activities = body["activities"]
+        self._apply_refusals(activities, "activities", "externalActivityId")
+        failing = self.faults.fail_ids
+        to_store = [
+            activity
+            for activity in activities
+            if activity["activityType"] in ACTIVITY_TYPES
+            and activity["externalActivityId"] not in failing
+        ]
+        # In request order: of two items with one ID (in one request, or across requests), the
+        # first is stored and the later fails as a duplicate. Whether Recotap processes both of
+        # two in one request is not documented.
+        created = iter(self.store.create_activities(to_store, seq))
+        results: list[dict[str, Any]] = []
+        for activity in activities:
+            external_id = activity["externalActivityId"]
+            if activity["activityType"] not in ACTIVITY_TYPES:
+                results.append({"externalActivityId": external_id, "status": "skipped"})
+            elif external_id in failing or not next(created):
+                error = failing.get(external_id) or duplicate_activity_message(external_id)
+                results.append(
+                    {"externalActivityId": external_id, "status": "failed", "error": error}
+                )
+            else:
+                results.append({"externalActivityId": external_id, "status": "created"})
+        statuses = [result["status"] for result in results]
+        summary = {
+            "total": len(results),
+            **{status: statuses.count(status) for status in ("created", "failed", "skipped")},
+        }
+        dropped = self.faults.drop_ids
+        results = [r for r in results if r["externalActivityId"] not in dropped]
+        return _success(request, 200, {"results": results, "summary": summary})
 
     # Admin handlers (no auth, no faults, not logged)
 

@@ -11,7 +11,7 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recotap_emulator.app import DEAL
+from recotap_emulator.app import ACTIVITY, DEAL
 from recotap_emulator.faults import CONFLICT_FORMS, DEFAULT_BODY_LIMIT, Faults
 from recotap_emulator.server import DEFAULT_API_KEY, EmulatorServer
 from recotap_emulator.store import MEMORY, EmulatorStore
@@ -53,7 +53,10 @@ def build_parser() -> argparse.ArgumentParser:
     """The argument parser for both sub-commands."""
     parser = argparse.ArgumentParser(
         prog="recotap-emulator",
-        description="Local emulator of the Recotap external API (POST /deals, /deal-stages).",
+        description=(
+            "Local emulator of the Recotap external API "
+            "(POST /deals, /deal-stages, /sales-activities)."
+        ),
     )
     commands = parser.add_subparsers(dest="command", metavar="{serve,show}")
     _add_serve(commands.add_parser("serve", help="run the emulator (the default command)"))
@@ -99,7 +102,7 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_show(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=("deals", "pipelines"))
+    parser.add_argument("what", choices=("deals", "pipelines", "activities"))
     parser.add_argument("--db", required=True, help="SQLite file written by `serve --db`")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -184,13 +187,18 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def show(args: argparse.Namespace) -> int:
-    """Print the deals or pipelines stored in a database file."""
+    """Print the deals, pipelines or sales activities stored in a database file."""
     if not Path(args.db).is_file():
         print(f"recotap-emulator: no database file at {args.db}", file=sys.stderr)
         return 2
     store = EmulatorStore(args.db, read_only=True)
     try:
-        records = list((store.deals() if args.what == "deals" else store.pipelines()).values())
+        stored = {
+            "deals": store.deals,
+            "pipelines": store.pipelines,
+            "activities": store.activities,
+        }
+        records = list(stored[args.what]().values())
     finally:
         store.close()
     if args.json:
@@ -200,6 +208,9 @@ def show(args: argparse.Namespace) -> int:
     elif args.what == "deals":
         columns = deal_columns(records)
         print(format_table(columns, [_deal_row(deal, columns) for deal in records]))
+    elif args.what == "activities":
+        columns = activity_columns(records)
+        print(format_table(columns, [_activity_row(activity, columns) for activity in records]))
     else:
         print(format_table(PIPELINE_COLUMNS, [_pipeline_row(pipeline) for pipeline in records]))
     return 0
@@ -228,6 +239,24 @@ def _deal_row(deal: dict[str, Any], columns: Sequence[str]) -> list[str]:
 def _pipeline_row(pipeline: dict[str, Any]) -> list[str]:
     stages = ", ".join(f"{stage['stageId']}={stage['stageLabel']}" for stage in pipeline["stages"])
     return [_cell(pipeline["pipelineId"]), _cell(pipeline["pipelineLabel"]), _cell(stages)]
+
+
+def activity_columns(activities: Sequence[dict[str, Any]]) -> list[str]:
+    """The activity fields that some stored activity has, in the API's order."""
+    present = {name for activity in activities for name in activity}
+    return [name for name in ACTIVITY.props if name in present]
+
+
+def _activity_row(activity: dict[str, Any], columns: Sequence[str]) -> list[str]:
+    sender = activity.get("from") or {}
+    shown = {
+        "contacts": ", ".join(
+            str(contact.get("email") or contact.get("name"))
+            for contact in activity.get("contacts") or []
+        ),
+        "from": sender.get("email") or sender.get("name"),
+    }
+    return [_cell(shown[name] if name in shown else activity.get(name)) for name in columns]
 
 
 def _cell(value: Any) -> str:

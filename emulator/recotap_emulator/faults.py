@@ -37,10 +37,11 @@ class Faults:
 
     All faults are off by default. Shares (`rate_429`, `error_rate`, `lose_rate`) are
     probabilities between 0 and 1, drawn per request from an RNG seeded with `seed`.
-    `fail_ids` fails the named deals with the given error; `drop_ids` leaves the named deals
-    out of the `results` of POST /deals (they are still processed and counted in the summary).
-    `refuse_ids` (an externalDealId or pipelineId to a message) makes any request holding one
-    of them a whole-request 400, as a validation rule the client does not know would.
+    `fail_ids` fails the named deals or sales activities with the given error; `drop_ids`
+    leaves them out of the `results` of POST /deals and /sales-activities (they are still
+    processed and counted in the summary). `refuse_ids` (an externalDealId, pipelineId or
+    externalActivityId to a message) makes any request holding one of them a whole-request
+    400, as a validation rule the client does not know would.
     `fail_values` and `refuse_values` (a string to a message) do the same to a deal holding
     that string as one of its fields' values: a rule met by one version of a deal, not another.
     `deal_stages_listing` is one of `LISTING_FORMS`.

@@ -1,4 +1,5 @@
-"""SQLite storage for the emulator: deals, pipelines and a log of API requests."""
+"""SQLite storage for the emulator: deals, pipelines, sales activities and a log of API
+requests."""
 
 from __future__ import annotations
 
@@ -27,6 +28,11 @@ CREATE TABLE IF NOT EXISTS deals (
 CREATE TABLE IF NOT EXISTS pipelines (
     pipeline_id TEXT PRIMARY KEY,
     data        TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS activities (
+    external_id TEXT PRIMARY KEY,
+    data        TEXT    NOT NULL,
+    seq         INTEGER NOT NULL
 );
 CREATE TABLE IF NOT EXISTS requests (
     seq       INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -67,10 +73,12 @@ class EmulatorStore:
             self._conn.close()
 
     def reset(self) -> None:
-        """Delete every deal, pipeline and logged request; request numbering restarts at 1."""
+        """Delete every deal, pipeline, activity and logged request; request numbering restarts
+        at 1."""
         with self._lock, self._conn:
             self._conn.execute("DELETE FROM deals")
             self._conn.execute("DELETE FROM pipelines")
+            self._conn.execute("DELETE FROM activities")
             self._conn.execute("DELETE FROM requests")
             self._conn.execute("DELETE FROM sqlite_sequence WHERE name = 'requests'")
 
@@ -129,6 +137,7 @@ class EmulatorStore:
             "maxItems": max((entry["items"] for entry in log), default=0),
             "deals": self._count("deals"),
             "pipelines": self._count("pipelines"),
+            "activities": self._count("activities"),
         }
 
     # Deals
@@ -206,6 +215,38 @@ class EmulatorStore:
                 "SELECT pipeline_id, data FROM pipelines ORDER BY rowid"
             ).fetchall()
         return {pipeline_id: msgspec.json.decode(data) for pipeline_id, data in rows}
+
+    # Sales activities
+
+    def create_activities(self, activities: list[dict[str, Any]], seq: int) -> list[bool]:
+        """Store each activity whose externalActivityId is new, in order; for each, whether it
+        was stored (False: that ID was stored before, by this request or an earlier one)."""
+        with self._lock, self._conn:
+            return [
+                self._conn.execute(
+                    "INSERT OR IGNORE INTO activities (external_id, data, seq) VALUES (?, ?, ?)",
+                    (activity["externalActivityId"], msgspec.json.encode(activity), seq),
+                ).rowcount
+                == 1
+                for activity in activities
+            ]
+
+    def activities(self) -> dict[str, dict[str, Any]]:
+        """externalActivityId -> stored activity, in creation order."""
+        return {
+            record["externalActivityId"]: record["activity"] for record in self.activity_records()
+        }
+
+    def activity_records(self) -> list[dict[str, Any]]:
+        """Every activity with the sequence number of the request that created it."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT external_id, data, seq FROM activities ORDER BY rowid"
+            ).fetchall()
+        return [
+            {"externalActivityId": external_id, "seq": seq, "activity": msgspec.json.decode(data)}
+            for external_id, data, seq in rows
+        ]
 
     def _count(self, table: str) -> int:
         with self._lock:

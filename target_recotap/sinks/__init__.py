@@ -1,4 +1,5 @@
-"""One sink per stream kind: deals, deal_stages, and streams this target skips."""
+"""One sink per stream kind: deals, deal_stages, sales_activities, and streams this target
+skips."""
 
 from typing import TYPE_CHECKING
 
@@ -6,12 +7,14 @@ from target_recotap.sinks.base import RecotapSink
 from target_recotap.sinks.context import InputProgress, SinkContext, StreamSink, StreamStats
 from target_recotap.sinks.deal_stages import DealStagesSink
 from target_recotap.sinks.deals import DealsSink
+from target_recotap.sinks.sales_activities import SalesActivitiesSink
 from target_recotap.sinks.skipped import SkippedStreamSink
 
 if TYPE_CHECKING:  # mypy checks here that every sink answers what the target calls on it
     _ANSWER_THE_TARGET: tuple[type[StreamSink], ...] = (
         DealsSink,
         DealStagesSink,
+        SalesActivitiesSink,
         SkippedStreamSink,
     )
 
@@ -20,6 +23,7 @@ __all__ = [
     "DealsSink",
     "InputProgress",
     "RecotapSink",
+    "SalesActivitiesSink",
     "SinkContext",
     "SkippedStreamSink",
     "StreamSink",

@@ -183,19 +183,20 @@ class RecotapSink(BatchSink, abc.ABC):
         calls = self.client.stats.get(self.endpoint.path) or EndpointStats()
         if self.dry_run:
             self.logger.info(
-                "Summary %s (dry run): received %d, would send %d in %s, rejected %d, "
+                "Summary %s (dry run): received %d, would send %d in %s, %srejected %d, "
                 "merged duplicates %d",
                 self.stream_name,
                 stats.received,
                 stats.sent,
                 plural(calls.requests, "request"),
+                self.summary_skipped(),
                 stats.rejected,
                 stats.merged,
             )
             return
         self.logger.info(
             "Summary %s: received %d, sent %d, %s %d, skipped as existing %d, "
-            "rejected %d, merged duplicates %d, requests %d, retries %d, "
+            "%srejected %d, merged duplicates %d, requests %d, retries %d, "
             "request-seconds %.1f",
             self.stream_name,
             stats.received,
@@ -203,12 +204,17 @@ class RecotapSink(BatchSink, abc.ABC):
             self.endpoint.written,
             stats.accepted,
             stats.skipped_existing,
+            self.summary_skipped(),
             stats.rejected,
             stats.merged,
             calls.requests,
             calls.retries,
             calls.seconds,
         )
+
+    def summary_skipped(self) -> str:
+        """What else the stream skipped, for its summary line (``"skipped ... 3, "``): none here."""
+        return ""
 
     def process_record(self, record: dict, context: dict) -> None:
         """Unused: the target calls ``accept``, which buffers in the sink's own structures."""
