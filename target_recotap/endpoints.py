@@ -1,10 +1,11 @@
 """Recotap's endpoints, one declaration each, and how their per-item results read.
 
 An endpoint is where its items go, how many a request takes, what names an item, and how it
-writes: an upsert answers each item ``upserted`` or ``failed``; a create-only endpoint answers
-each ``created``, and either refuses the whole request with a 409 when an item exists already,
-or fails that item alone, in words ``exists_when`` recognises. Adding an endpoint is one
-declaration here and one normaliser in normalize.py, and its sink.
+writes: an upsert answers each item written (``upserted``; accounts ``created`` or ``updated``)
+or ``failed``; a create-only endpoint answers each ``created``, and either refuses the whole
+request with a 409 when an item exists already, or fails that item alone, in words
+``exists_when`` recognises. Adding an endpoint is one declaration here and one normaliser in
+normalize.py, and its sink.
 """
 
 from __future__ import annotations
@@ -12,7 +13,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -56,13 +57,20 @@ class Endpoint:
     per_request: int  # the most items a request may carry (the API reference's limit)
     mode: WriteMode
     verb: str  # what it does to an item, for messages
-    written: str  # the status of an item written
+    written: frozenset[str]  # the statuses of an item written
     # CREATE_OR_FAIL: the words of a failed item that Recotap holds already (undocumented:
     # matched defensively, on the failure text).
     exists_when: re.Pattern[str] | None = None
+    # What the request body carries beside the items (POST /accounts: upsert, segmentId).
+    beside: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    @property
+    def written_as(self) -> str:
+        """The statuses of an item written, as the summary words them: "created or updated"."""
+        return " or ".join(sorted(self.written))
 
     def body(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        return {self.items_field: items}
+        return {self.items_field: items, **self.beside}
 
     def outcomes(self, data: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Outcome]:
         """What the answer ``data`` says of each item named in ``keys``.
@@ -83,7 +91,7 @@ class Endpoint:
                 outcomes[key] = Rejected(
                     f"Recotap's answer left this {self.noun} out: outcome unknown", answered=False
                 )
-            elif result.get("status") == self.written:
+            elif result.get("status") in self.written:
                 outcomes[key] = Accepted()
             else:
                 error = result.get("error") or f"status {result.get('status')!r}"
@@ -103,7 +111,7 @@ DEALS = Endpoint(
     per_request=100,
     mode=WriteMode.UPSERT,
     verb="upsert",
-    written="upserted",
+    written=frozenset({"upserted"}),
 )
 PIPELINES = Endpoint(
     stream="deal_stages",
@@ -114,6 +122,35 @@ PIPELINES = Endpoint(
     per_request=20,
     mode=WriteMode.CREATE_OR_CONFLICT,
     verb="create",
-    written="created",
+    written=frozenset({"created"}),
 )
+
+# Accounts --------------------------------------------------------------------------------
+
+# POST /accounts with ``upsert: true`` (the newest API reference): an account whose cleaned
+# domain Recotap holds is updated with the fields sent.
+ACCOUNTS = Endpoint(
+    stream="accounts",
+    path="/accounts",
+    items_field="accounts",
+    noun="account",
+    key="domain",  # cleaned, as Recotap stores it (addresses.clean_domain)
+    per_request=100,
+    mode=WriteMode.UPSERT,
+    verb="upsert",
+    written=frozenset({"created", "updated"}),
+    beside={"upsert": True},
+)
+# Without upsert (an older API refuses the property): an account Recotap holds already fails,
+# as a client saw, "Account with domain 'X' already exists. Use PUT /accounts/{rtp_aid} ...".
+ACCOUNTS_CREATE_ONLY = replace(
+    ACCOUNTS,
+    mode=WriteMode.CREATE_OR_FAIL,
+    verb="create",
+    exists_when=re.compile(r"already exists", re.IGNORECASE),
+    beside={},
+)
+ACCOUNT_CUSTOM_FIELDS_PATH = "/accounts/custom-fields"  # GET: the active ones
+ACCOUNT_CUSTOM_FIELD_PATH = "/accounts/custom-field"  # POST: create one
+
 ENDPOINTS = {endpoint.stream: endpoint for endpoint in (DEALS, PIPELINES)}

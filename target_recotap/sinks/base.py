@@ -200,7 +200,7 @@ class RecotapSink(BatchSink, abc.ABC):
             self.stream_name,
             stats.received,
             stats.sent,
-            self.endpoint.written,
+            self.endpoint.written_as,
             stats.accepted,
             stats.skipped_existing,
             stats.rejected,
