@@ -153,4 +153,4 @@ ACCOUNTS_CREATE_ONLY = replace(
 ACCOUNT_CUSTOM_FIELDS_PATH = "/accounts/custom-fields"  # GET: the active ones
 ACCOUNT_CUSTOM_FIELD_PATH = "/accounts/custom-field"  # POST: create one
 
-ENDPOINTS = {endpoint.stream: endpoint for endpoint in (DEALS, PIPELINES)}
+ENDPOINTS = {endpoint.stream: endpoint for endpoint in (DEALS, PIPELINES, ACCOUNTS)}

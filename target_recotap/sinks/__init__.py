@@ -1,7 +1,8 @@
-"""One sink per stream kind: deals, deal_stages, and streams this target skips."""
+"""One sink per stream kind: deals, deal_stages, accounts, and streams this target skips."""
 
 from typing import TYPE_CHECKING
 
+from target_recotap.sinks.accounts import AccountsSink
 from target_recotap.sinks.base import RecotapSink
 from target_recotap.sinks.context import InputProgress, SinkContext, StreamSink, StreamStats
 from target_recotap.sinks.deal_stages import DealStagesSink
@@ -13,9 +14,11 @@ if TYPE_CHECKING:  # mypy checks here that every sink answers what the target ca
         DealsSink,
         DealStagesSink,
         SkippedStreamSink,
+        AccountsSink,
     )
 
 __all__ = [
+    "AccountsSink",
     "DealStagesSink",
     "DealsSink",
     "InputProgress",
