@@ -51,7 +51,7 @@ class AccountsSink(MergingSink):
         self._mode_lock = threading.Lock()  # the sending threads may all meet a refused upsert
         # Source stream -> the SCHEMA's properties of customFields, which type a created field.
         self._field_schemas: dict[str, Mapping[str, Any]] = {}
-        self.custom_fields = CustomFields(
+        self._custom_fields = CustomFields(
             self.client, self.logger, create=bool(self.config["create_custom_fields"])
         )
         self._told_dry_run = False
@@ -77,7 +77,9 @@ class AccountsSink(MergingSink):
     def record_id(self, record: dict[str, Any]) -> str | None:
         """The domain Recotap would know ``record`` by: cleaned, as the item's key is."""
         text = super().record_id(record)
-        return clean_domain(text) or None if text is not None else None
+        if text is None:
+            return None
+        return clean_domain(text) or None  # a domain that cleans to nothing names nothing
 
     def add(self, record: dict[str, Any], received: Received) -> None:
         body = account_body(record)
@@ -86,7 +88,7 @@ class AccountsSink(MergingSink):
             if self.dry_run:
                 self._tell_dry_run()
             else:
-                known = self.custom_fields.known(
+                known = self._custom_fields.known(
                     fields, self._field_schemas.get(received.message["stream"], {})
                 )
                 if not known:
@@ -137,7 +139,7 @@ class AccountsSink(MergingSink):
             )
 
     def log_summary(self) -> None:
-        for key, why, count in self.custom_fields.left_out():
+        for key, why, count in self._custom_fields.left_out():
             self.logger.warning(
                 "Account custom field %r %s: %s sent without it",
                 key,
@@ -165,7 +167,7 @@ class CustomFields:
         self._logger = logger
         self._create = create
         self._active: set[str] | None = None
-        self._why_not: dict[str, str] = {}  # key -> why it is left out, for keys that are
+        self._why_not: dict[str, str] = {}  # key -> why it is left out, for each one that is
         self._left_out: Counter[str] = Counter()  # key -> accounts sent without it
 
     def known(self, fields: dict[str, Any], schemas: Mapping[str, Any]) -> dict[str, Any]:
