@@ -25,7 +25,13 @@ from target_recotap.connection import (
     describe_transport_error,
     route_for,
 )
-from target_recotap.endpoints import PIPELINES, Endpoint, WriteMode
+from target_recotap.endpoints import (
+    ACCOUNT_CUSTOM_FIELD_PATH,
+    ACCOUNT_CUSTOM_FIELDS_PATH,
+    PIPELINES,
+    Endpoint,
+    WriteMode,
+)
 from target_recotap.errors import (
     AuthenticationFailed,
     CertificateRefused,
@@ -76,7 +82,8 @@ class Transport(Protocol):
 
 
 class RecotapClient:
-    """Talks to one Recotap account: ``push`` to an endpoint, ``stored_pipelines``."""
+    """Talks to one Recotap account: ``push`` to an endpoint, ``stored_pipelines``, the
+    account custom fields."""
 
     def __init__(
         self,
@@ -157,6 +164,28 @@ class RecotapClient:
             raise UnexpectedResponse(f"{what} answered {response.status}, not a list of pipelines")
         return {p["pipelineId"]: p for p in listed}
 
+    def account_custom_fields(self) -> dict[str, dict[str, Any]]:
+        """key -> field, for each account custom field Recotap holds active, from GET
+        /accounts/custom-fields (a bare array under ``data``). Raises ``UnexpectedResponse``
+        when the answer is not a list of fields."""
+        listed = self.get(ACCOUNT_CUSTOM_FIELDS_PATH).data.get("data")
+        if not isinstance(listed, list) or not all(
+            isinstance(f, dict) and isinstance(f.get("key"), str) for f in listed
+        ):
+            raise UnexpectedResponse(
+                f"GET {ACCOUNT_CUSTOM_FIELDS_PATH} answered, but not with a list of custom fields"
+            )
+        return {f["key"]: f for f in listed}
+
+    def create_account_custom_field(self, field: dict[str, Any]) -> bool:
+        """Create an account custom field (POST /accounts/custom-field); False when Recotap
+        answers 409: an active field with that key exists."""
+        try:
+            self.post(ACCOUNT_CUSTOM_FIELD_PATH, field)
+        except _Conflict:
+            return False
+        return True
+
     def stop(self) -> None:
         """Make waiting retries give up at once and refuse new requests."""
         self._stopping.set()
@@ -167,29 +196,36 @@ class RecotapClient:
     def post(self, path: str, body: dict[str, Any]) -> Reply:
         """POST a JSON body, retrying what may pass later; return the unwrapped payload."""
         data = encode_json(body)
-        what = f"POST {path}"
         if len(data) > self.max_body_bytes:
             raise PayloadTooLarge(
-                f"{what} not sent: {len(data)} bytes, over the {self.max_body_bytes} a request "
-                "may carry"
+                f"POST {path} not sent: {len(data)} bytes, over the {self.max_body_bytes} a "
+                "request may carry"
             )
+        return self._request("POST", path, data)
+
+    def get(self, path: str) -> Reply:
+        """GET a documented route, retried as a POST is; return the unwrapped payload."""
+        return self._request("GET", path, None)
+
+    def _request(self, method: str, path: str, data: bytes | None) -> Reply:
+        what = f"{method} {path}"
         retry = self.retry
         while True:
             if not self.throttle.wait_turn(self._stopping):
                 raise Stopped(f"{what} not sent: the run is stopping")
-            answer = self._attempt(what, path, data, is_retry=bool(retry.history))
+            answer = self._attempt(what, method, path, data, is_retry=bool(retry.history))
             if isinstance(answer, Reply):
                 return answer
             retry = retry.increment(what, answer, answered=self._answered)
             self._back_off(what, retry)
 
     def _attempt(
-        self, what: str, path: str, data: bytes, *, is_retry: bool
+        self, what: str, method: str, path: str, data: bytes | None, *, is_retry: bool
     ) -> Reply | FailedAttempt:
         """One attempt: the reply, or the failure worth another; raises what ends the request."""
         started = time.monotonic()
         try:
-            response = self._send("POST", path, data)
+            response = self._send(method, path, data)
         except TransportError as exc:
             return self._no_answer(what, exc)
         finally:
@@ -201,7 +237,7 @@ class RecotapClient:
             return FailedAttempt(said, status, response.headers.get("Retry-After"))
         if status < 400:
             self.throttle.on_success()
-        return Reply(self._payload(what, response, len(data)))
+        return Reply(self._payload(what, response, len(data or b"")))
 
     def _no_answer(self, what: str, exc: TransportError) -> FailedAttempt:
         refusal = certificate_refusal(exc)
@@ -289,7 +325,9 @@ class RecotapClient:
         if 400 <= status < 500:
             violations = _violations(body)
             listed = "; ".join(str(v) for v in violations) or detail
-            raise RequestRejected(f"{what} answered {status}: {listed}", status, violations)
+            raise RequestRejected(
+                f"{what} answered {status}: {listed}", status, violations, _custom_message(body)
+            )
         raise UnexpectedResponse(f"{what} answered {status}: {detail}")
 
 

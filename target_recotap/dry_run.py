@@ -38,7 +38,8 @@ class DryRunTransport:
     def urlopen(
         self, method: str, url: str, redirect: bool = True, **kw: Any
     ) -> urllib3.BaseHTTPResponse:
-        # Only POSTs come: the one GET (GET /deal-stages) follows a 409, which never comes here.
+        # Only POSTs come: GET /deal-stages follows a 409, which never comes here, and a dry
+        # run does not list account custom fields.
         body: bytes = kw["body"]
         try:
             with self._write_lock, self.path.open("ab") as out:
@@ -49,7 +50,8 @@ class DryRunTransport:
             ) from None
         endpoint = _BY_PATH[urllib3.util.parse_url(url).path or ""]
         items = msgspec.json.decode(body)[endpoint.items_field]
-        results = [{endpoint.key: item[endpoint.key], "status": endpoint.written} for item in items]
+        written = min(endpoint.written)  # any of them: each reads as written
+        results = [{endpoint.key: item[endpoint.key], "status": written} for item in items]
         return urllib3.HTTPResponse(body=encode_json({"results": results}), status=200)
 
     def clear(self) -> None:

@@ -1,11 +1,12 @@
 """Recotap's endpoints, one declaration each, and how their per-item results read.
 
 An endpoint is where its items go, how many a request takes, what names an item, and how it
-writes: an upsert answers each item ``upserted`` or ``failed``; a create-only endpoint answers
-each ``created``, and either refuses the whole request with a 409 when an item exists already,
-or fails that item alone, in words ``exists_when`` recognises. An endpoint may also answer an
-item ``skipped``: one it does not handle, ignored, and not an error. Adding an endpoint is one
-declaration here and one normaliser in normalize.py, and its sink.
+writes: an upsert answers each item written (``upserted``; accounts ``created`` or ``updated``)
+or ``failed``; a create-only endpoint answers each ``created``, and either refuses the whole
+request with a 409 when an item exists already, or fails that item alone, in words
+``exists_when`` recognises. An endpoint may also answer an item ``skipped``: one it does not
+handle, ignored, and not an error. Adding an endpoint is one declaration here and one
+normaliser in normalize.py, and its sink.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ from __future__ import annotations
 import enum
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 
@@ -65,14 +66,21 @@ class Endpoint:
     per_request: int  # the most items a request may carry (the API reference's limit)
     mode: WriteMode
     verb: str  # what it does to an item, for messages
-    written: str  # the status of an item written
+    written: frozenset[str]  # the statuses of an item written
     # CREATE_OR_FAIL: the words of a failed item that Recotap holds already (undocumented:
     # matched defensively, on the failure text).
     exists_when: re.Pattern[str] | None = None
     skipped: str | None = None  # the status of an item Recotap ignores, if it has one
+    # What the request body carries beside the items (POST /accounts: upsert, segmentId).
+    beside: Mapping[str, Any] = field(default_factory=dict, hash=False)
+
+    @property
+    def written_as(self) -> str:
+        """The statuses of an item written, as the summary words them: "created or updated"."""
+        return " or ".join(sorted(self.written))
 
     def body(self, items: list[dict[str, Any]]) -> dict[str, Any]:
-        return {self.items_field: items}
+        return {self.items_field: items, **self.beside}
 
     def outcomes(self, data: Mapping[str, Any], keys: Iterable[str]) -> dict[str, Outcome]:
         """What the answer ``data`` says of each item named in ``keys``.
@@ -93,7 +101,7 @@ class Endpoint:
                 outcomes[key] = Rejected(
                     f"Recotap's answer left this {self.noun} out: outcome unknown", answered=False
                 )
-            elif result.get("status") == self.written:
+            elif result.get("status") in self.written:
                 outcomes[key] = Accepted()
             elif self.skipped is not None and result.get("status") == self.skipped:
                 outcomes[key] = Skipped(str(result.get("error") or f"status {self.skipped!r}"))
@@ -115,7 +123,7 @@ DEALS = Endpoint(
     per_request=100,
     mode=WriteMode.UPSERT,
     verb="upsert",
-    written="upserted",
+    written=frozenset({"upserted"}),
 )
 PIPELINES = Endpoint(
     stream="deal_stages",
@@ -126,8 +134,41 @@ PIPELINES = Endpoint(
     per_request=20,
     mode=WriteMode.CREATE_OR_CONFLICT,
     verb="create",
-    written="created",
+    written=frozenset({"created"}),
 )
+
+
+# Accounts --------------------------------------------------------------------------------
+
+# POST /accounts with ``upsert: true`` (the newest API reference): an account whose cleaned
+# domain Recotap holds is updated with the fields sent.
+ACCOUNTS = Endpoint(
+    stream="accounts",
+    path="/accounts",
+    items_field="accounts",
+    noun="account",
+    key="domain",  # cleaned, as Recotap stores it (addresses.clean_domain)
+    per_request=100,
+    mode=WriteMode.UPSERT,
+    verb="upsert",
+    written=frozenset({"created", "updated"}),
+    beside={"upsert": True},
+)
+# Without upsert (an older API refuses the property): an account Recotap holds already fails,
+# as a client saw, "Account with domain 'X' already exists. Use PUT /accounts/{rtp_aid} ...".
+ACCOUNTS_CREATE_ONLY = replace(
+    ACCOUNTS,
+    mode=WriteMode.CREATE_OR_FAIL,
+    verb="create",
+    exists_when=re.compile(r"already exists", re.IGNORECASE),
+    beside={},
+)
+ACCOUNT_CUSTOM_FIELDS_PATH = "/accounts/custom-fields"  # GET: the active ones
+ACCOUNT_CUSTOM_FIELD_PATH = "/accounts/custom-field"  # POST: create one
+
+
+# Sales activities ------------------------------------------------------------------------
+
 ACTIVITIES = Endpoint(
     stream="sales_activities",
     path="/sales-activities",
@@ -137,7 +178,7 @@ ACTIVITIES = Endpoint(
     per_request=50,
     mode=WriteMode.CREATE_OR_FAIL,
     verb="create",
-    written="created",
+    written=frozenset({"created"}),
     # Defensive: the reference says a duplicate externalActivityId comes back "failed", but
     # not in what words. These are the words of Recotap's other duplicates ("Account with
     # domain 'X' already exists", "Pipeline(s) already exist") and the usual others; a
@@ -145,4 +186,5 @@ ACTIVITIES = Endpoint(
     exists_when=re.compile(r"already (?:exists?|been)|duplicate", re.IGNORECASE),
     skipped="skipped",  # an activityType other than call or email
 )
-ENDPOINTS = {endpoint.stream: endpoint for endpoint in (DEALS, PIPELINES, ACTIVITIES)}
+
+ENDPOINTS = {endpoint.stream: endpoint for endpoint in (DEALS, PIPELINES, ACCOUNTS, ACTIVITIES)}

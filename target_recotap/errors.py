@@ -35,10 +35,17 @@ class Violation:
 class RequestRejected(RecotapError):
     """400 (or another 4xx): the API refused the whole request; nothing was written."""
 
-    def __init__(self, message: str, status: int, violations: list[Violation]) -> None:
+    def __init__(
+        self,
+        message: str,
+        status: int,
+        violations: list[Violation],
+        custom_message: str | None = None,
+    ) -> None:
         super().__init__(message)
         self.status = status
-        self.violations = violations
+        self.violations = violations  # a validation error's rows
+        self.custom_message = custom_message  # a business error's words
 
 
 class PayloadTooLarge(RecotapError):
@@ -72,3 +79,7 @@ class CertificateRefused(RecotapError):
 
 class Stopped(RecotapError):
     """The run is stopping (a signal arrived) and this request was not sent."""
+
+
+class SettingRefused(RecotapError):
+    """Recotap refused what a setting sent (``accounts_segment_id``): no request can pass."""

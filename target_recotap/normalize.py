@@ -585,3 +585,99 @@ CONTACT_FIELDS = field_table(
     }
 )
 SENDER_FIELDS = field_table({"email": (to_email, ()), "name": (to_text, ())})
+# Accounts --------------------------------------------------------------------------------
+
+REQUIRED_ACCOUNT_FIELDS = ("domain", "name")
+# The name a record's Recotap ID (its domain, cleaned) comes under: it has no twin.
+ACCOUNT_ID_NAMES = ("domain",)
+# Recotap derives a custom field's key from its label: spaces become "_", the rest is
+# upper-cased, and this is appended.
+CUSTOM_FIELD_KEY_SUFFIX = "_C"
+
+
+def account_body(record: Mapping[str, Any]) -> dict[str, Any]:
+    """The Recotap account for one tap record, or ``InvalidRecord`` saying why it cannot be
+    sent. Its ``domain`` is cleaned as Recotap cleans it: the account's key."""
+    body = convert_fields(record, ACCOUNT_RECORD_FIELDS)
+    for name in REQUIRED_ACCOUNT_FIELDS:
+        if name not in body:
+            raise InvalidRecord(f"{name} is missing or empty")
+    for name in ("tags", "customFields"):
+        if name in body and not body[name]:  # nothing left once nulls and blanks went
+            del body[name]
+    return body
+
+
+def to_tags(value: Any, field_name: str) -> list[str]:
+    """Free-form tags as strings (integer ones become their digits); null and blank entries are
+    dropped."""
+    if not isinstance(value, list):
+        raise InvalidRecord(f"{field_name} must be a list, got {_describe(value)}")
+    return [
+        to_text(tag, f"{field_name}[{position}]")
+        for position, tag in enumerate(value)
+        if not _absent(tag)
+    ]
+
+
+def to_custom_fields(value: Any, field_name: str) -> dict[str, Any]:
+    """Recotap custom-field key -> value; null and blank values are left out.
+
+    A value is a string, a number Recotap can hold, a boolean, or a list of strings (the
+    selection types); anything else is refused, naming the key.
+    """
+    if not isinstance(value, Mapping):
+        raise InvalidRecord(f"{field_name} must be an object, got {_describe(value)}")
+    fields: dict[str, Any] = {}
+    for key, raw in value.items():
+        if _absent(raw):
+            continue
+        where = f"{field_name}.{key}"
+        if isinstance(raw, bool):
+            fields[key] = raw
+        elif isinstance(raw, (int, float, Decimal)):
+            fields[key] = to_amount(raw, where)
+        elif isinstance(raw, str):
+            fields[key] = to_text(raw, where)
+        elif isinstance(raw, list):
+            fields[key] = to_tags(raw, where)
+        else:
+            raise InvalidRecord(
+                f"{where} must be a string, number, boolean or list, got {_describe(raw)}"
+            )
+    return fields
+
+
+def _absent(value: Any) -> bool:
+    """Null, or a string of nothing but white space: a value the source does not give."""
+    return value is None or (type(value) is str and (not value or value.isspace()))
+
+
+def custom_field_key(label: str) -> str:
+    """The key Recotap derives from a custom field's label (``Contract Value`` ->
+    ``CONTRACT_VALUE_C``)."""
+    return label.replace(" ", "_").upper() + CUSTOM_FIELD_KEY_SUFFIX
+
+
+def custom_field_label(key: str) -> str | None:
+    """A label from which Recotap derives ``key``, or None if no label yields it (a key not
+    ending in ``_C``, or with lower-case letters or spaces). Title case where it round-trips:
+    a person reads the label in Recotap."""
+    stem = key.removesuffix(CUSTOM_FIELD_KEY_SUFFIX)
+    if stem == key or not stem:
+        return None
+    plain = stem.replace("_", " ")
+    return next((label for label in (plain.title(), plain) if custom_field_key(label) == key), None)
+
+
+ACCOUNT_RECORD_FIELDS = field_table(
+    {
+        "domain": (to_domain, ()),
+        "name": (to_text, ()),
+        "externalId": (to_text, ("external_id",)),
+        "shortName": (to_text, ("short_name",)),
+        "linkedinUrl": (to_text, ("linkedin_url",)),
+        "tags": (to_tags, ()),
+        "customFields": (to_custom_fields, ("custom_fields",)),
+    }
+)

@@ -121,6 +121,34 @@ CONFIG_SCHEMA = th.PropertiesList(
         "records read (and how many a second since the last line), sent and rejected so far. "
         "0 turns them off.",
     ),
+    th.Property(
+        "accounts_upsert",
+        th.BooleanType,
+        default=True,
+        title="Upsert accounts",
+        description="Send accounts with upsert, so that an account Recotap holds already (by "
+        "its cleaned domain) is updated. An API that refuses upsert (an older version) makes "
+        "the run go on create-only, with a warning. false: create-only from the start; an "
+        "account that exists is skipped as existing, not updated.",
+    ),
+    th.Property(
+        "accounts_segment_id",
+        th.StringType(min_length=1),
+        title="Accounts segment ID",
+        description="A static Recotap segment, active or draft, that every account created or "
+        "updated joins (sent as segmentId). A segment Recotap refuses stops the run at the "
+        "first accounts request.",
+    ),
+    th.Property(
+        "create_custom_fields",
+        th.BooleanType,
+        default=False,
+        title="Create custom fields",
+        description="Create the account custom fields that records name under customFields "
+        "but Recotap lacks, typed from the stream's SCHEMA (number; date for a date or "
+        "date-time string; else single-line text). Off: an account is sent without such a "
+        "field, and each one gets a warning with the count of accounts that carried it.",
+    ),
 ).to_dict()
 
 

@@ -43,6 +43,7 @@ from target_recotap.settings import (
 from target_recotap.settlement import SettlementLedger
 from target_recotap.singer_adapter import SingerTarget
 from target_recotap.sinks import (
+    AccountsSink,
     DealsSink,
     DealStagesSink,
     InputProgress,
@@ -63,6 +64,7 @@ SINKS: dict[str, type[RecotapSink]] = {
     "deals": DealsSink,
     "deal_stages": DealStagesSink,
     "sales_activities": SalesActivitiesSink,
+    "accounts": AccountsSink,
 }
 INPUT_ERRORS = (
     InvalidInputLine,
@@ -87,7 +89,7 @@ class RunInterrupted(Exception):
 
 
 class TargetRecotap(SingerTarget):
-    """Pushes CRM deals and deal pipelines into Recotap."""
+    """Pushes CRM deals, deal pipelines and accounts into Recotap."""
 
     name = "target-recotap"
     config_jsonschema = CONFIG_SCHEMA

@@ -50,7 +50,7 @@ def test_unknown_stream_is_skipped_with_a_warning(emulator, tmp_path):
     assert run.returncode == 0, run.stderr
     assert (
         "Skipped stream 'meltano_test_stream' (2 records): this target loads only deals, "
-        "deal_stages and sales_activities; rename a stream with a stream map to load it"
+        "deal_stages, accounts and sales_activities; rename a stream with a stream map to load it"
     ) in run.stderr
     assert states_from(run.stdout) == [{"s": 1}]
     assert emulator.store.requests() == []
@@ -67,8 +67,8 @@ def test_unknown_stream_is_an_error_when_asked(emulator, tmp_path):
     run = run_cli(["--config", str(write_config(tmp_path, config))], messages)
     assert run.returncode == 1
     assert (
-        "Input line 4: stream 'contacts' is not one this target loads (deals, deal_stages and "
-        "sales_activities), and fail_on_unknown_streams is set"
+        "Input line 4: stream 'contacts' is not one this target loads (deals, deal_stages, "
+        "accounts and sales_activities), and fail_on_unknown_streams is set"
     ) in run.stderr
     assert "Traceback" not in run.stderr
     # What came before the bad line was delivered and checkpointed.

@@ -14,7 +14,7 @@ CREATE_ONLY = replace(
     DEALS,
     mode=WriteMode.CREATE_OR_FAIL,
     verb="create",
-    written="created",
+    written=frozenset({"created"}),
     exists_when=re.compile(r"already exists", re.IGNORECASE),
 )
 

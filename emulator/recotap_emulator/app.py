@@ -39,6 +39,7 @@ RECEIVED_KEY = "recotap_emulator.received"
 MAX_DEALS = 100
 MAX_PIPELINES = 20
 MAX_ACTIVITIES = 50
+MAX_ACCOUNTS = 100
 # Bodies are read whole (up to this size) so the request log can count items even in
 # requests that are rejected, e.g. for exceeding the body limit.
 READ_CAP = 64 * 1024 * 1024
@@ -254,6 +255,64 @@ ACTIVITY = Schema(
 PUSH_SALES_ACTIVITIES = Schema(
     {"activities": Prop((IS_ARRAY, ARRAY_NOT_EMPTY, array_max_size(MAX_ACTIVITIES)), each=ACTIVITY)}
 )
+IS_BOOLEAN = Constraint(
+    "isBoolean", lambda v: isinstance(v, bool), "{property} must be a boolean value"
+)
+IS_OBJECT = Constraint("isObject", lambda v: isinstance(v, dict), "{property} must be an object")
+EACH_STRING = Constraint(
+    "isString",
+    lambda v: isinstance(v, list) and all(isinstance(item, str) for item in v),
+    "each value in {property} must be a string",
+)
+#: The types of an account custom field (``labelType``); the selection types need options.
+LABEL_TYPES = (
+    "singleLineText",
+    "multiLineText",
+    "singleSelection",
+    "multiSelection",
+    "number",
+    "date",
+)
+SELECTION_TYPES = ("singleSelection", "multiSelection")
+IS_LABEL_TYPE = Constraint(
+    "isIn",
+    lambda v: v in LABEL_TYPES,
+    f"{{property}} must be one of the following values: {', '.join(LABEL_TYPES)}",
+)
+
+ACCOUNT_ITEM = Schema(
+    {
+        "domain": REQUIRED_STRING,
+        "name": REQUIRED_STRING,
+        "externalId": OPTIONAL_STRING,
+        "shortName": OPTIONAL_STRING,
+        "linkedinUrl": OPTIONAL_STRING,
+        "tags": Prop((IS_ARRAY, EACH_STRING), optional=True),
+        "customFields": Prop((IS_OBJECT,), optional=True),
+    }
+)
+PUSH_ACCOUNTS = Schema(
+    {
+        "accounts": Prop(
+            (IS_ARRAY, ARRAY_NOT_EMPTY, array_max_size(MAX_ACCOUNTS)), each=ACCOUNT_ITEM
+        ),
+        "segmentId": OPTIONAL_STRING,
+        "upsert": Prop((IS_BOOLEAN,), optional=True),
+    }
+)
+#: The older API reference's POST /accounts: no ``upsert``, which the whitelist then refuses
+#: ("property upsert should not exist").
+PUSH_ACCOUNTS_OLDER = Schema(
+    {name: prop for name, prop in PUSH_ACCOUNTS.props.items() if name != "upsert"}
+)
+CREATE_CUSTOM_FIELD = Schema(
+    {
+        "label": REQUIRED_STRING,
+        "labelType": Prop((IS_NOT_EMPTY, IS_LABEL_TYPE)),
+        "description": OPTIONAL_STRING,
+        "options": Prop((IS_ARRAY, EACH_STRING), optional=True),
+    }
+)
 
 #: Per-item checks of POST /deals, after the DTO passed: the first failing message fails the deal.
 DEAL_ITEM_RULES: tuple[tuple[str, Callable[[dict[str, Any]], bool]], ...] = (
@@ -364,6 +423,23 @@ def duplicate_activity_message(external_id: str) -> str:
     return f"Activity with externalActivityId '{external_id}' already exists"
 
 
+def custom_field_key(label: str) -> str:
+    """The key Recotap derives from a custom field's label: spaces to ``_``, upper-cased,
+    ``_C`` appended (``Contract Value`` -> ``CONTRACT_VALUE_C``)."""
+    return label.replace(" ", "_").upper() + "_C"
+
+
+def segment_problem(segment_id: str, segment: Mapping[str, Any] | None) -> str | None:
+    """Why POST /accounts cannot add accounts to this segment, or None if it can."""
+    if segment is None:
+        return f"Segment '{segment_id}' not found"
+    if segment.get("type") != "static":
+        return f"Segment '{segment_id}' is not a static segment and cannot accept new members"
+    if segment.get("status") not in ("active", "draft"):
+        return f"Segment '{segment_id}' is not active or draft and cannot accept new members"
+    return None
+
+
 def conflict_message(pipeline_ids: Iterable[str], form: str) -> str:
     """The 409 customMessage naming existing pipelines, in its short or long form."""
     if form == "unreadable":
@@ -459,7 +535,18 @@ ROUTES = Map(
         Rule(f"{BASE_PATH}/deal-stages", methods=["POST"], endpoint="push_deal_stages"),
         Rule(f"{BASE_PATH}/deal-stages", methods=["GET"], endpoint="list_deal_stages"),
         Rule(f"{BASE_PATH}/sales-activities", methods=["POST"], endpoint="push_sales_activities"),
+        Rule(f"{BASE_PATH}/accounts", methods=["POST"], endpoint="push_accounts"),
+        Rule(f"{BASE_PATH}/accounts/custom-fields", methods=["GET"], endpoint="list_custom_fields"),
+        Rule(
+            f"{BASE_PATH}/accounts/custom-field", methods=["POST"], endpoint="create_custom_field"
+        ),
         Rule(f"{ADMIN_PATH}/deals", methods=["GET"], endpoint="admin_deals"),
+        Rule(f"{ADMIN_PATH}/accounts", methods=["GET"], endpoint="admin_accounts"),
+        Rule(f"{ADMIN_PATH}/deal-links", methods=["GET"], endpoint="admin_deal_links"),
+        Rule(f"{ADMIN_PATH}/segments", methods=["GET", "POST"], endpoint="admin_segments"),
+        Rule(
+            f"{ADMIN_PATH}/custom-fields", methods=["GET", "POST"], endpoint="admin_custom_fields"
+        ),
         Rule(f"{ADMIN_PATH}/pipelines", methods=["GET"], endpoint="admin_pipelines"),
         Rule(f"{ADMIN_PATH}/activities", methods=["GET"], endpoint="admin_activities"),
         Rule(f"{ADMIN_PATH}/requests", methods=["GET"], endpoint="admin_requests"),
@@ -474,6 +561,7 @@ ROUTES = Map(
 ITEM_KEYS = {
     "push_deals": "deals",
     "push_deal_stages": "pipelines",
+    "push_accounts": "accounts",
     "push_sales_activities": "activities",
 }
 
@@ -492,6 +580,9 @@ class EmulatorApp:
             "push_deal_stages": self._push_deal_stages,
             "list_deal_stages": self._list_deal_stages,
             "push_sales_activities": self._push_sales_activities,
+            "push_accounts": self._push_accounts,
+            "list_custom_fields": self._list_custom_fields,
+            "create_custom_field": self._create_custom_field,
         }
         self._admin: dict[str, Callable[[Request], Response]] = {
             "admin_deals": lambda _: json_response(self.store.deal_records()),
@@ -501,6 +592,10 @@ class EmulatorApp:
             "admin_stats": lambda _: json_response(self.store.stats()),
             "admin_reset": self._admin_reset,
             "admin_faults": self._admin_faults,
+            "admin_accounts": lambda _: json_response(self.store.account_records()),
+            "admin_deal_links": lambda _: json_response(self.store.deal_links()),
+            "admin_segments": self._admin_segments,
+            "admin_custom_fields": self._admin_custom_fields,
         }
 
     def __call__(self, environ: WSGIEnvironment, start_response: StartResponse) -> Iterable[bytes]:
@@ -704,7 +799,64 @@ class EmulatorApp:
         results = [r for r in results if r["externalActivityId"] not in dropped]
         return _success(request, 200, {"results": results, "summary": summary})
 
+    def _push_accounts(self, request: Request, body: dict[str, Any], seq: int) -> Response:
+        _require_valid(body, PUSH_ACCOUNTS_OLDER if self.faults.older_api else PUSH_ACCOUNTS)
+        segment_id = body.get("segmentId")
+        if segment_id is not None:  # checked before any account is touched
+            problem = segment_problem(segment_id, self.store.segments().get(segment_id))
+            if problem:
+                raise ApiError(400, custom_message=problem)
+        results = self.store.write_accounts(
+            body["accounts"], upsert=body.get("upsert") is True, segment_id=segment_id, seq=seq
+        )
+        statuses = [result["status"] for result in results]
+        summary = {
+            "total": len(results),
+            **{status: statuses.count(status) for status in ("created", "updated", "failed")},
+        }
+        return _success(request, 200, {"results": results, "summary": summary})
+
+    def _list_custom_fields(self, request: Request, body: dict[str, Any], seq: int) -> Response:
+        return _success(request, 200, list(self.store.custom_fields().values()))
+
+    def _create_custom_field(self, request: Request, body: dict[str, Any], seq: int) -> Response:
+        _require_valid(body, CREATE_CUSTOM_FIELD)
+        field = custom_field(body)
+        if not self.store.add_custom_field(field):
+            raise ApiError(
+                409, custom_message=f"Custom field with key '{field['key']}' already exists"
+            )
+        return _success(request, 201, [field])
+
     # Admin handlers (no auth, no faults, not logged)
+
+    def _admin_segments(self, request: Request) -> Response:
+        """GET: the segments; POST ``{segmentId, name?, type?, status?}``: add or replace one
+        (static and active unless told)."""
+        if request.method == "POST":
+            try:
+                self.store.add_segment(segment(_json_object(request)))
+            except ValueError as error:
+                return json_response({"error": str(error)}, 400)
+        return json_response(list(self.store.segments().values()))
+
+    def _admin_custom_fields(self, request: Request) -> Response:
+        """GET: every account custom field, inactive ones too; POST a field as POST
+        /accounts/custom-field takes it, with ``status`` ("inactive" seeds one that GET
+        /accounts/custom-fields leaves out)."""
+        if request.method == "POST":
+            try:
+                changes = _json_object(request)
+                status = changes.pop("status", "active")
+                if status not in ("active", "inactive"):
+                    raise ValueError("status must be active or inactive")
+                rows = validate(changes, CREATE_CUSTOM_FIELD)
+                if rows:
+                    raise ValueError(json.dumps(rows))
+                self.store.add_custom_field({**custom_field(changes), "status": status})
+            except (ValueError, ApiError) as error:
+                return json_response({"error": str(error)}, 400)
+        return json_response(list(self.store.custom_fields(active_only=False).values()))
 
     def _admin_reset(self, request: Request) -> Response:
         self.store.reset()
@@ -721,6 +873,54 @@ class EmulatorApp:
             except ValueError as error:
                 return json_response({"error": str(error)}, 400)
         return json_response(self.faults.to_dict())
+
+
+def custom_field(body: Mapping[str, Any]) -> dict[str, Any]:
+    """An account custom field as Recotap stores it, from a valid creation body; raises the
+    400 Recotap answers when a selection type has no options."""
+    label_type = body["labelType"]
+    options = list(body.get("options") or [])
+    if label_type in SELECTION_TYPES and not options:
+        raise ApiError(400, custom_message=f"options should not be empty for a {label_type} field")
+    return {
+        "key": custom_field_key(body["label"]),
+        "label": body["label"],
+        "labelType": label_type,
+        "description": body.get("description"),
+        "options": options if label_type in SELECTION_TYPES else [],
+        "objectType": "accounts",
+        "status": "active",
+    }
+
+
+SEGMENT_TYPES = ("static", "dynamic")
+SEGMENT_STATUSES = ("active", "draft", "archived")
+
+
+def segment(changes: Mapping[str, Any]) -> dict[str, Any]:
+    """A segment to seed, from ``{segmentId, name?, type?, status?}``; ValueError if unusable."""
+    segment_id = changes.get("segmentId")
+    if not isinstance(segment_id, str) or not segment_id:
+        raise ValueError("segmentId must be a non-empty string")
+    kind = changes.get("type", "static")
+    status = changes.get("status", "active")
+    if kind not in SEGMENT_TYPES:
+        raise ValueError(f"type must be one of {', '.join(SEGMENT_TYPES)}")
+    if status not in SEGMENT_STATUSES:
+        raise ValueError(f"status must be one of {', '.join(SEGMENT_STATUSES)}")
+    return {
+        "segmentId": segment_id,
+        "name": str(changes.get("name") or segment_id),
+        "type": kind,
+        "status": status,
+    }
+
+
+def _json_object(request: Request) -> dict[str, Any]:
+    value = json.loads(request.get_data() or b"{}")
+    if not isinstance(value, dict):
+        raise ValueError("expected a JSON object")
+    return value
 
 
 def _faulty_values(deal: Mapping[str, Any], faults: Mapping[str, str]) -> Iterator[tuple[str, str]]:

@@ -11,7 +11,17 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from recotap_emulator.app import ACTIVITY, DEAL
+from recotap_emulator.app import (
+    ACCOUNT_ITEM,
+    ACTIVITY,
+    CREATE_CUSTOM_FIELD,
+    DEAL,
+    LABEL_TYPES,
+    ApiError,
+    custom_field,
+    segment,
+    validate,
+)
 from recotap_emulator.faults import CONFLICT_FORMS, DEFAULT_BODY_LIMIT, Faults
 from recotap_emulator.server import DEFAULT_API_KEY, EmulatorServer
 from recotap_emulator.store import MEMORY, EmulatorStore
@@ -49,13 +59,28 @@ _non_negative_float = _ranged(float, 0, math.inf, "zero or more")
 _port = _ranged(int, 0, 65535, "a TCP port")
 
 
+def _custom_field(text: str) -> dict[str, Any]:
+    """An argparse type: ``LABEL[:TYPE]`` as the field POST /accounts/custom-field creates."""
+    label, _, label_type = text.rpartition(":")
+    if label_type not in LABEL_TYPES:
+        label, label_type = text, "singleLineText"
+    body = {"label": label, "labelType": label_type}
+    rows = validate(body, CREATE_CUSTOM_FIELD)
+    try:
+        if rows:
+            raise ApiError(400, custom_message="; ".join(map(str, rows)))
+        return custom_field(body)
+    except ApiError as error:
+        raise argparse.ArgumentTypeError(f"{text!r}: {error}") from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for both sub-commands."""
     parser = argparse.ArgumentParser(
         prog="recotap-emulator",
         description=(
             "Local emulator of the Recotap external API "
-            "(POST /deals, /deal-stages, /sales-activities)."
+            "(POST /deals, /deal-stages, /accounts, /sales-activities)."
         ),
     )
     commands = parser.add_subparsers(dest="command", metavar="{serve,show}")
@@ -70,6 +95,29 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--api-key", default=DEFAULT_API_KEY, help="key clients must send")
     parser.add_argument("--db", default=MEMORY, help="SQLite file, or :memory: (default)")
     parser.add_argument("--quiet", action="store_true", help="do not log each request")
+    seeds = parser.add_argument_group("what Recotap holds before the first request")
+    seeds.add_argument(
+        "--segment",
+        action="append",
+        default=[],
+        metavar="ID",
+        help="a static, active segment that POST /accounts may name as segmentId (repeatable)",
+    )
+    seeds.add_argument(
+        "--custom-field",
+        action="append",
+        default=[],
+        type=_custom_field,
+        metavar="LABEL[:TYPE]",
+        help="an active account custom field; its key is derived from LABEL (Contract Value: "
+        f"CONTRACT_VALUE_C), TYPE one of {', '.join(LABEL_TYPES)} (singleLineText if left "
+        "out). Repeatable",
+    )
+    parser.add_argument(
+        "--older-api",
+        action="store_true",
+        help="POST /accounts as the older API reference has it: a body with upsert is refused",
+    )
     faults = parser.add_argument_group("faults (all off by default)")
     faults.add_argument(
         "--latency-ms",
@@ -102,7 +150,7 @@ def _add_serve(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_show(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("what", choices=("deals", "pipelines", "activities"))
+    parser.add_argument("what", choices=("deals", "pipelines", "accounts", "activities"))
     parser.add_argument("--db", required=True, help="SQLite file written by `serve --db`")
     parser.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
@@ -141,6 +189,7 @@ def _faults_from(args: argparse.Namespace) -> Faults:
         lose_rate=args.lose_rate,
         body_limit=args.body_limit,
         conflict_form=args.conflict_form,
+        older_api=args.older_api,
         seed=args.seed,
     )
 
@@ -155,6 +204,10 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     # its turn without waiting milliseconds for the GIL, so latency stays what was asked for.
     sys.setswitchinterval(0.0002)
     store = EmulatorStore(args.db)
+    for segment_id in args.segment:
+        store.add_segment(segment({"segmentId": segment_id}))
+    for field in args.custom_field:
+        store.add_custom_field(field)  # one that is there already stays as it is
     server = EmulatorServer(
         store=store,
         api_key=args.api_key,
@@ -187,7 +240,7 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
 
 
 def show(args: argparse.Namespace) -> int:
-    """Print the deals, pipelines or sales activities stored in a database file."""
+    """Print the deals, pipelines, accounts or sales activities stored in a database file."""
     if not Path(args.db).is_file():
         print(f"recotap-emulator: no database file at {args.db}", file=sys.stderr)
         return 2
@@ -196,6 +249,7 @@ def show(args: argparse.Namespace) -> int:
         stored = {
             "deals": store.deals,
             "pipelines": store.pipelines,
+            "accounts": store.accounts,
             "activities": store.activities,
         }
         records = list(stored[args.what]().values())
@@ -211,6 +265,9 @@ def show(args: argparse.Namespace) -> int:
     elif args.what == "activities":
         columns = activity_columns(records)
         print(format_table(columns, [_activity_row(activity, columns) for activity in records]))
+    elif args.what == "accounts":
+        columns = account_columns(records)
+        print(format_table(columns, [_account_row(account, columns) for account in records]))
     else:
         print(format_table(PIPELINE_COLUMNS, [_pipeline_row(pipeline) for pipeline in records]))
     return 0
@@ -234,6 +291,22 @@ def _deal_row(deal: dict[str, Any], columns: Sequence[str]) -> list[str]:
         _cell(accounts if column == "associatedAccounts" else deal.get(column))
         for column in columns
     ]
+
+
+def account_columns(accounts: Sequence[dict[str, Any]]) -> list[str]:
+    """The account fields that some stored account has, in the API's order."""
+    present = {name for account in accounts for name in account}
+    return [name for name in ACCOUNT_ITEM.props if name in present]
+
+
+def _account_row(account: dict[str, Any], columns: Sequence[str]) -> list[str]:
+    shown = {
+        "tags": ", ".join(account.get("tags") or []),
+        "customFields": ", ".join(
+            f"{k}={v}" for k, v in (account.get("customFields") or {}).items()
+        ),
+    }
+    return [_cell(shown[column] if column in shown else account.get(column)) for column in columns]
 
 
 def _pipeline_row(pipeline: dict[str, Any]) -> list[str]:

@@ -44,7 +44,9 @@ class Faults:
     400, as a validation rule the client does not know would.
     `fail_values` and `refuse_values` (a string to a message) do the same to a deal holding
     that string as one of its fields' values: a rule met by one version of a deal, not another.
-    `deal_stages_listing` is one of `LISTING_FORMS`.
+    `deal_stages_listing` is one of `LISTING_FORMS`. `older_api` answers POST /accounts as the
+    older API reference describes it: a body with `upsert` is refused 400, as class-validator's
+    whitelist refuses a property the DTO does not declare.
     """
 
     latency_ms: int = 0
@@ -57,6 +59,7 @@ class Faults:
     body_limit: int = DEFAULT_BODY_LIMIT
     conflict_form: str = "short"
     deal_stages_listing: str = "bare"
+    older_api: bool = False
     seed: int | None = None
     script: list[str] = field(default_factory=list)
     fail_ids: dict[str, str] = field(default_factory=dict)
@@ -119,8 +122,9 @@ def _problems(faults: Faults) -> list[str]:
         problems.append("rate_limit must be a number >= 0")
     if not (_is_int(faults.body_limit) and faults.body_limit > 0):
         problems.append("body_limit must be an integer > 0")
-    if not isinstance(faults.retry_after_http_date, bool):
-        problems.append("retry_after_http_date must be a boolean")
+    for name in ("retry_after_http_date", "older_api"):
+        if not isinstance(getattr(faults, name), bool):
+            problems.append(f"{name} must be a boolean")
     if faults.conflict_form not in CONFLICT_FORMS:
         problems.append(f"conflict_form must be one of {', '.join(CONFLICT_FORMS)}")
     if faults.deal_stages_listing not in LISTING_FORMS:

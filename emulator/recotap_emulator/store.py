@@ -1,5 +1,5 @@
-"""SQLite storage for the emulator: deals, pipelines, sales activities and a log of API
-requests."""
+"""SQLite storage for the emulator: deals, pipelines, accounts (with their custom fields and
+segments), sales activities and a log of API requests."""
 
 from __future__ import annotations
 
@@ -13,10 +13,23 @@ from urllib.parse import quote
 
 import msgspec
 
+from target_recotap.addresses import clean_domain
+
 if TYPE_CHECKING:
     from collections.abc import Iterable
 
 MEMORY = ":memory:"
+# What reset empties, besides the request log.
+_DATA_TABLES = (
+    "deals",
+    "pipelines",
+    "accounts",
+    "account_custom_fields",
+    "segments",
+    "segment_members",
+    "deal_accounts",
+    "activities",
+)
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS deals (
@@ -33,6 +46,33 @@ CREATE TABLE IF NOT EXISTS activities (
     external_id TEXT PRIMARY KEY,
     data        TEXT    NOT NULL,
     seq         INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS accounts (
+    domain   TEXT PRIMARY KEY,
+    rtp_aid  TEXT    NOT NULL,
+    data     TEXT    NOT NULL,
+    version  INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS account_custom_fields (
+    key  TEXT PRIMARY KEY,
+    data TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS segments (
+    segment_id TEXT PRIMARY KEY,
+    data       TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS segment_members (
+    segment_id TEXT NOT NULL,
+    domain     TEXT NOT NULL,
+    PRIMARY KEY (segment_id, domain)
+);
+CREATE TABLE IF NOT EXISTS deal_accounts (
+    external_id TEXT    NOT NULL,
+    domain      TEXT    NOT NULL,
+    linked      INTEGER NOT NULL,
+    seq         INTEGER NOT NULL,
+    PRIMARY KEY (external_id, domain)
 );
 CREATE TABLE IF NOT EXISTS requests (
     seq       INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -73,12 +113,11 @@ class EmulatorStore:
             self._conn.close()
 
     def reset(self) -> None:
-        """Delete every deal, pipeline, activity and logged request; request numbering restarts
-        at 1."""
+        """Delete every deal, pipeline, account, custom field, segment, activity and logged
+        request; request numbering restarts at 1."""
         with self._lock, self._conn:
-            self._conn.execute("DELETE FROM deals")
-            self._conn.execute("DELETE FROM pipelines")
-            self._conn.execute("DELETE FROM activities")
+            for table in _DATA_TABLES:
+                self._conn.execute(f"DELETE FROM {table}")
             self._conn.execute("DELETE FROM requests")
             self._conn.execute("DELETE FROM sqlite_sequence WHERE name = 'requests'")
 
@@ -137,6 +176,7 @@ class EmulatorStore:
             "maxItems": max((entry["items"] for entry in log), default=0),
             "deals": self._count("deals"),
             "pipelines": self._count("pipelines"),
+            "accounts": self._count("accounts"),
             "activities": self._count("activities"),
         }
 
@@ -169,6 +209,9 @@ class EmulatorStore:
                 " data = excluded.data, version = deals.version + 1, last_seq = excluded.last_seq",
                 rows,
             )
+            for deal in deals:
+                if "associatedAccounts" in deal:  # sent: the deal's accounts are these now
+                    self._link_accounts(deal["externalDealId"], deal["associatedAccounts"], seq)
 
     def deals(self) -> dict[str, dict[str, Any]]:
         """externalDealId -> stored (merged) deal, in creation order."""
@@ -252,3 +295,176 @@ class EmulatorStore:
         with self._lock:
             (count,) = self._conn.execute(f"SELECT COUNT(*) FROM {table}").fetchone()
         return int(count)
+
+    # Accounts
+
+    def write_accounts(
+        self, accounts: list[dict[str, Any]], *, upsert: bool, segment_id: str | None, seq: int
+    ) -> list[dict[str, Any]]:
+        """Write accounts in order, as POST /accounts does; one result each.
+
+        The domain is cleaned and names the account. An account with a custom-field key that
+        is not an active field fails; one whose domain is held fails too, unless ``upsert``:
+        then the fields sent replace those held and the others stay. Each account written
+        joins ``segment_id``.
+        """
+        with self._lock, self._conn:
+            active = set(self.custom_fields())
+            results = []
+            for account in accounts:
+                domain = clean_domain(account["domain"])
+                unknown = [key for key in account.get("customFields") or {} if key not in active]
+                held = self._account(domain)
+                if not domain:
+                    error = f"domain '{account['domain']}' names no host"
+                elif unknown:
+                    error = UNKNOWN_CUSTOM_FIELDS.format(keys=", ".join(unknown))
+                elif held is not None and not upsert:
+                    error = ACCOUNT_EXISTS.format(domain=domain)
+                else:
+                    results.append(self._write_account(domain, account, held, segment_id, seq))
+                    continue
+                results.append(
+                    {"domain": domain or account["domain"], "status": "failed", "error": error}
+                )
+        return results
+
+    def _account(self, domain: str) -> tuple[str, dict[str, Any]] | None:
+        row = self._conn.execute(
+            "SELECT rtp_aid, data FROM accounts WHERE domain = ?", (domain,)
+        ).fetchone()
+        return None if row is None else (row[0], msgspec.json.decode(row[1]))
+
+    def _write_account(
+        self,
+        domain: str,
+        account: dict[str, Any],
+        held: tuple[str, dict[str, Any]] | None,
+        segment_id: str | None,
+        seq: int,
+    ) -> dict[str, Any]:
+        stored: dict[str, Any]
+        if held is None:
+            (rows,) = self._conn.execute("SELECT COUNT(*) FROM accounts").fetchone()
+            rtp_aid, stored = f"rtp-{rows + 1}", {}
+        else:
+            rtp_aid, stored = held
+        data = msgspec.json.encode({**stored, **account, "domain": domain})
+        self._conn.execute(
+            "INSERT INTO accounts (domain, rtp_aid, data, version, last_seq) VALUES (?, ?, ?, 1, ?)"
+            " ON CONFLICT (domain) DO UPDATE SET"
+            " data = excluded.data, version = accounts.version + 1, last_seq = excluded.last_seq",
+            (domain, rtp_aid, data, seq),
+        )
+        if segment_id is not None:
+            self._conn.execute(
+                "INSERT OR IGNORE INTO segment_members (segment_id, domain) VALUES (?, ?)",
+                (segment_id, domain),
+            )
+        status = "created" if held is None else "updated"
+        return {"domain": domain, "rtp_aid": rtp_aid, "status": status}
+
+    def accounts(self) -> dict[str, dict[str, Any]]:
+        """Cleaned domain -> the account as stored (merged), in creation order."""
+        return {record["domain"]: record["account"] for record in self.account_records()}
+
+    def account_records(self) -> list[dict[str, Any]]:
+        """Every account with its rtp_aid, write count, last writing request and segments."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT domain, rtp_aid, data, version, last_seq FROM accounts ORDER BY rowid"
+            ).fetchall()
+            members = self._conn.execute(
+                "SELECT domain, segment_id FROM segment_members ORDER BY rowid"
+            ).fetchall()
+        segments: dict[str, list[str]] = {}
+        for domain, segment_id in members:
+            segments.setdefault(domain, []).append(segment_id)
+        return [
+            {
+                "domain": domain,
+                "rtp_aid": rtp_aid,
+                "version": version,
+                "lastSeq": last_seq,
+                "segments": segments.get(domain, []),
+                "account": msgspec.json.decode(data),
+            }
+            for domain, rtp_aid, data, version, last_seq in rows
+        ]
+
+    def _link_accounts(self, external_id: str, accounts: list[dict[str, Any]], seq: int) -> None:
+        """Note, for each domain a deal names, whether an account with it exists now."""
+        self._conn.execute("DELETE FROM deal_accounts WHERE external_id = ?", (external_id,))
+        domains = {clean_domain(a["domain"]) for a in accounts if isinstance(a.get("domain"), str)}
+        self._conn.executemany(
+            "INSERT INTO deal_accounts (external_id, domain, linked, seq) VALUES (?, ?, ?, ?)",
+            [
+                (external_id, domain, self._account(domain) is not None, seq)
+                for domain in sorted(domains - {""})
+            ],
+        )
+
+    def deal_links(self) -> dict[str, dict[str, bool]]:
+        """externalDealId -> {cleaned domain: whether an account with it existed when the deal
+        was last written with its associated accounts}."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT external_id, domain, linked FROM deal_accounts ORDER BY rowid"
+            ).fetchall()
+        links: dict[str, dict[str, bool]] = {}
+        for external_id, domain, linked in rows:
+            links.setdefault(external_id, {})[domain] = bool(linked)
+        return links
+
+    # Account custom fields
+
+    def add_custom_field(self, field: dict[str, Any]) -> bool:
+        """Store an account custom field (its ``key`` derived already); False, storing nothing,
+        if an active one has that key. An inactive one is replaced."""
+        with self._lock, self._conn:
+            row = self._conn.execute(
+                "SELECT data FROM account_custom_fields WHERE key = ?", (field["key"],)
+            ).fetchone()
+            if row is not None and msgspec.json.decode(row[0])["status"] == "active":
+                return False
+            self._conn.execute(
+                "INSERT OR REPLACE INTO account_custom_fields (key, data) VALUES (?, ?)",
+                (field["key"], msgspec.json.encode(field)),
+            )
+        return True
+
+    def custom_fields(self, *, active_only: bool = True) -> dict[str, dict[str, Any]]:
+        """key -> account custom field (the active ones, unless told otherwise), oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT key, data FROM account_custom_fields ORDER BY rowid"
+            ).fetchall()
+        fields = {key: msgspec.json.decode(data) for key, data in rows}
+        if active_only:
+            return {key: f for key, f in fields.items() if f["status"] == "active"}
+        return fields
+
+    # Segments
+
+    def add_segment(self, segment: dict[str, Any]) -> None:
+        """Store a segment ``{segmentId, name, type, status}``, replacing one of that ID."""
+        with self._lock, self._conn:
+            self._conn.execute(
+                "INSERT OR REPLACE INTO segments (segment_id, data) VALUES (?, ?)",
+                (segment["segmentId"], msgspec.json.encode(segment)),
+            )
+
+    def segments(self) -> dict[str, dict[str, Any]]:
+        """segmentId -> segment, oldest first."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT segment_id, data FROM segments ORDER BY rowid"
+            ).fetchall()
+        return {segment_id: msgspec.json.decode(data) for segment_id, data in rows}
+
+
+# Per-item failures of POST /accounts, in the words a client saw from the sandbox.
+ACCOUNT_EXISTS = (
+    "Account with domain '{domain}' already exists. Use PUT /accounts/{{rtp_aid}} to update it."
+)
+UNKNOWN_CUSTOM_FIELDS = "Custom field key(s) not found: {keys}. Unable to add this account."

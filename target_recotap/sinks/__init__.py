@@ -1,8 +1,9 @@
-"""One sink per stream kind: deals, deal_stages, sales_activities, and streams this target
-skips."""
+"""One sink per stream kind: deals, deal_stages, accounts, sales_activities, and streams this
+target skips."""
 
 from typing import TYPE_CHECKING
 
+from target_recotap.sinks.accounts import AccountsSink
 from target_recotap.sinks.base import RecotapSink
 from target_recotap.sinks.context import InputProgress, SinkContext, StreamSink, StreamStats
 from target_recotap.sinks.deal_stages import DealStagesSink
@@ -16,9 +17,11 @@ if TYPE_CHECKING:  # mypy checks here that every sink answers what the target ca
         DealStagesSink,
         SalesActivitiesSink,
         SkippedStreamSink,
+        AccountsSink,
     )
 
 __all__ = [
+    "AccountsSink",
     "DealStagesSink",
     "DealsSink",
     "InputProgress",

@@ -201,7 +201,7 @@ class RecotapSink(BatchSink, abc.ABC):
             self.stream_name,
             stats.received,
             stats.sent,
-            self.endpoint.written,
+            self.endpoint.written_as,
             stats.accepted,
             stats.skipped_existing,
             self.summary_skipped(),

@@ -59,6 +59,12 @@ class RecotapApi(Protocol):
     def stored_pipelines(self) -> dict[str, dict[str, Any]]:
         """pipelineId -> the pipeline as Recotap holds it."""
 
+    def account_custom_fields(self) -> dict[str, dict[str, Any]]:
+        """key -> each active account custom field."""
+
+    def create_account_custom_field(self, field: dict[str, Any]) -> bool:
+        """Create an account custom field; False if one with its key exists."""
+
 
 @dataclass(frozen=True)
 class SinkContext:

@@ -1,0 +1,148 @@
+"""What the deals and accounts sinks share: one item per key, the versions of a record buffered
+together merged as Recotap applies an upsert, and never a later version ahead of an earlier."""
+
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass
+from functools import cached_property
+from typing import TYPE_CHECKING, Any, TypeGuard
+
+from target_recotap.endpoints import Existing, Rejected
+from target_recotap.sinks.base import Item, RecotapSink
+
+if TYPE_CHECKING:
+    from target_recotap.client import Reply
+    from target_recotap.endpoints import Endpoint
+    from target_recotap.settlement import Received
+
+
+@dataclass
+class MergedItem(Item):
+    """An item merged from its versions buffered together.
+
+    ``versions`` holds each one's body, in step with ``sources``, once there are two: most
+    items have one version a batch, and cost no list for it.
+    """
+
+    versions: list[dict[str, Any]] | None = None
+
+    def apart(self) -> list[MergedItem]:
+        """One item per version, in the order they came."""
+        return [
+            MergedItem(self.key, body, [received])
+            for body, received in zip(self.versions or [self.body], self.sources, strict=True)
+        ]
+
+
+def _merged(item: Item) -> TypeGuard[MergedItem]:
+    """Whether ``item`` holds more than one version."""
+    return isinstance(item, MergedItem) and item.versions is not None
+
+
+class MergingSink(RecotapSink):
+    """Buffers one item per key, its versions merged, and sends full batches."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self._pending: dict[str, MergedItem] = {}
+        self._held: set[str] = set()  # buffered items whose earlier version was in flight
+
+    @cached_property  # asked for every record; the setting cannot change during a run
+    def max_size(self) -> int:
+        return self.batch_limit
+
+    @property
+    def current_size(self) -> int:
+        return len(self._pending)
+
+    @property
+    def is_full(self) -> bool:
+        # Items held back behind an earlier version do not take the next batch's places.
+        return len(self._pending) - len(self._held) >= self.max_size
+
+    def buffer(self, key: str, body: dict[str, Any], received: Received) -> None:
+        """Buffer ``body``, a version of the item ``key``, held in the ledger."""
+        item = self._pending.get(key)
+        if item is None:
+            self._pending[key] = MergedItem(key, body, [received])
+        else:
+            # As Recotap applies an upsert: a field sent replaces the one held (a list whole),
+            # a field left out (null or absent: never sent) keeps it. So one request carrying
+            # the merge leaves what the versions sent one by one would.
+            if item.versions is None:
+                item.versions = [item.body]  # the first version, as it came
+            item.body = {**item.body, **body}
+            item.sources.append(received)
+            item.versions.append(body)
+            # Under the lock: a sending thread takes a merge back when it sends versions apart.
+            self.stats.add(merged=1)
+        if self.dispatcher.is_busy(self.dispatch_key(key)):
+            self._held.add(key)
+        self.ledger.hold(received)
+
+    def process_batch(self, context: dict) -> None:
+        """Send the buffered items, except those with an earlier version still in flight.
+
+        Those wait in the buffer for the next batch (a later version must never be overtaken
+        by an earlier one); at the end of input, until their earlier version has landed.
+        """
+        dispatcher = self.dispatcher
+        while self._pending:
+            busy = {key for _, key in dispatcher.busy_among(map(self.dispatch_key, self._pending))}
+            if len(busy) == len(self._pending):
+                dispatcher.wait_until_free(set(map(self.dispatch_key, busy)))
+                continue
+            ready = (item for key, item in self._pending.items() if key not in busy)
+            batch: list[Item] = list(itertools.islice(ready, self.max_size))
+            self.dispatch(batch, self._send)
+            for item in batch:
+                del self._pending[item.key]
+            self._held = busy
+            if not self.input.finished:
+                break
+
+    def _send(self, items: list[Item]) -> None:
+        reply = self.client.push(self.endpoint, [item.body for item in items])
+        self.settle_reply(self.endpoint, items, reply)
+
+    def settle_reply(self, endpoint: Endpoint, items: list[Item], reply: Reply) -> None:
+        """Count what ``endpoint`` answered for ``items``; reject or send apart what failed."""
+        outcomes = endpoint.outcomes(reply.data, (item.key for item in items))
+        written = existing = 0
+        failed = []
+        for item in items:
+            outcome = outcomes[item.key]
+            if isinstance(outcome, Existing):
+                existing += 1
+                self.logger.debug(
+                    "%s %r is in Recotap already, skipped: %s",
+                    endpoint.noun.capitalize(),
+                    item.key,
+                    outcome.said,
+                )
+            elif not isinstance(outcome, Rejected):
+                written += 1
+            elif outcome.answered:
+                failed.append((item, outcome.reason))
+            else:  # no answer to send its versions apart on: the records are rejected as one
+                self.reject(item.sources, outcome.reason, item.key)
+        # A merged item that failed is counted as sent once its versions are, apart.
+        apart = sum(1 for item, _ in failed if _merged(item))
+        self.stats.add(sent=len(items) - apart, accepted=written, skipped_existing=existing)
+        for item, reason in failed:
+            self.refused(item, reason)
+
+    def refused(self, item: Item, reason: str) -> None:
+        """Recotap refused an item. If it merged several versions, send them apart instead.
+
+        One request each, in the order they came, as with ``batch_size_rows: 1``: the versions
+        Recotap takes are stored, and only those it refuses are rejected, with its reason.
+        This runs in the job that holds the item's key, so no later version overtakes them.
+        """
+        if _merged(item):
+            self.stats.add(merged=1 - len(item.sources))
+            for version in item.apart():
+                self.deliver([version], self._send)
+        else:
+            super().refused(item, reason)
