@@ -55,6 +55,7 @@ class AccountsSink(MergingSink):
             self.client, self.logger, create=bool(self.config["create_custom_fields"])
         )
         self._told_dry_run = False
+        self.accounts_for_deals.sink = self  # deals wait for the accounts read before them
 
     def _endpoint(self, *, upsert: bool) -> Endpoint:
         endpoint = ACCOUNTS if upsert else ACCOUNTS_CREATE_ONLY

@@ -72,6 +72,7 @@ class RecotapSink(BatchSink, abc.ABC):
         self.input = context.input
         self.dry_run = context.dry_run
         self.stats = context.stream_stats[stream_name]
+        self.accounts_for_deals = context.accounts
 
     def use_schema(self, source: str, schema: dict, key_properties: Sequence[str] | None) -> None:
         """Judge records from ``source`` by this schema from now on."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Sequence, Set
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol, cast
 
@@ -66,6 +66,28 @@ class RecotapApi(Protocol):
         """Create an account custom field; False if one with its key exists."""
 
 
+class AccountBuffer(Protocol):
+    """What deals ask of the accounts sink."""
+
+    def send_before(self, keys: Set[str]) -> None:
+        """Dispatch the accounts buffered, those of the cleaned domains ``keys`` included."""
+
+
+@dataclass
+class AccountsForDeals:
+    """Where deals find the accounts sink, once there is one: a deal is sent only after the
+    account records read before it that share one of its domains have settled, so that
+    Recotap links the deal to them (it stores a deal naming an unknown domain unlinked)."""
+
+    sink: AccountBuffer | None = None
+
+    def send_before(self, domains: Set[str]) -> None:
+        """Let no account of ``domains`` read so far stay buffered (the reading thread calls
+        this as it takes a deal): each is in flight, which the deal waits for, or settled."""
+        if self.sink is not None and domains:
+            self.sink.send_before(domains)
+
+
 @dataclass(frozen=True)
 class SinkContext:
     """Everything a sink works with besides its own stream, one instance for a run's sinks."""
@@ -79,6 +101,7 @@ class SinkContext:
     stream_stats: defaultdict[str, StreamStats] = field(
         default_factory=lambda: defaultdict(StreamStats)
     )
+    accounts: AccountsForDeals = field(default_factory=AccountsForDeals)
 
 
 class SinkHost(Protocol):

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from target_recotap.endpoints import DEALS
+from target_recotap.endpoints import ACCOUNTS, DEALS
 from target_recotap.normalize import (
     DEAL_ID_NAMES,
     DOUBLE_DIGITS,
@@ -12,9 +12,12 @@ from target_recotap.normalize import (
     deal_body,
     imprecise_amount,
 )
-from target_recotap.sinks.merging import MergingSink
+from target_recotap.sinks.merging import MergedItem, MergingSink
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable
+
+    from target_recotap.flow import Key
     from target_recotap.settlement import Received
 
 
@@ -33,7 +36,15 @@ class DealsSink(MergingSink):
         key = body["externalDealId"]
         if not self._warned_imprecise and "amount" in body and imprecise_amount(body["amount"]):
             self._warn_imprecise(key, body["amount"])
+        # The accounts read before this deal go now, so that it waits for them only as long as
+        # their request takes (``waits_for``), not until the accounts batch is full.
+        self.accounts_for_deals.send_before(_domains(body))
         self.buffer(key, body, received)
+
+    def waits_for(self, item: MergedItem) -> Iterable[Key]:
+        """The accounts in flight that share one of the deal's domains: Recotap links a deal
+        to an account it holds when the deal is written, and no later."""
+        return [(ACCOUNTS.stream, domain) for domain in _domains(item.body)]
 
     def _warn_imprecise(self, key: str, amount: JSONNumber) -> None:
         self._warned_imprecise = True
@@ -46,3 +57,10 @@ class DealsSink(MergingSink):
             DOUBLE_DIGITS,
             float(amount),
         )
+
+
+def _domains(body: dict[str, Any]) -> set[str]:
+    """The cleaned domains a deal's associated accounts name."""
+    return {
+        account["domain"] for account in body.get("associatedAccounts", ()) if "domain" in account
+    }

@@ -12,8 +12,11 @@ from target_recotap.endpoints import Existing, Rejected
 from target_recotap.sinks.base import Item, RecotapSink
 
 if TYPE_CHECKING:
+    from collections.abc import Iterable, Set
+
     from target_recotap.client import Reply
     from target_recotap.endpoints import Endpoint
+    from target_recotap.flow import Key
     from target_recotap.settlement import Received
 
 
@@ -81,26 +84,58 @@ class MergingSink(RecotapSink):
             self._held.add(key)
         self.ledger.hold(received)
 
+    def waits_for(self, item: MergedItem) -> Iterable[Key]:
+        """What ``item`` must not be sent beside: jobs of another stream it waits for (none)."""
+        return ()
+
     def process_batch(self, context: dict) -> None:
-        """Send the buffered items, except those with an earlier version still in flight.
+        """Send the buffered items, except those that must wait for a job in flight: an
+        earlier version of theirs, or what ``waits_for`` names.
 
         Those wait in the buffer for the next batch (a later version must never be overtaken
-        by an earlier one); at the end of input, until their earlier version has landed.
+        by an earlier one); at the end of input, until what they wait for has landed.
         """
-        dispatcher = self.dispatcher
         while self._pending:
-            busy = {key for _, key in dispatcher.busy_among(map(self.dispatch_key, self._pending))}
-            if len(busy) == len(self._pending):
-                dispatcher.wait_until_free(set(map(self.dispatch_key, busy)))
+            blocked, busy = self._blocked()
+            if len(blocked) == len(self._pending):
+                self.dispatcher.wait_until_free(busy)
                 continue
-            ready = (item for key, item in self._pending.items() if key not in busy)
+            ready = (item for key, item in self._pending.items() if key not in blocked)
             batch: list[Item] = list(itertools.islice(ready, self.max_size))
             self.dispatch(batch, self._send)
             for item in batch:
                 del self._pending[item.key]
-            self._held = busy
+            self._held = blocked
             if not self.input.finished:
                 break
+
+    def _blocked(self) -> tuple[set[str], set[Key]]:
+        """The buffered items that must wait, and the keys in flight that hold them back."""
+        waits = {
+            key: (self.dispatch_key(key), *self.waits_for(item))
+            for key, item in self._pending.items()
+        }
+        busy = self.dispatcher.busy_among({k for keys in waits.values() for k in keys})
+        return {key for key, keys in waits.items() if not busy.isdisjoint(keys)}, busy
+
+    def send_before(self, keys: Set[str]) -> None:
+        """Dispatch the buffered items now, those among ``keys`` included: a record of another
+        stream, read after them, waits for them to land. One held back behind an earlier
+        version in flight is waited for here, in the reading thread, then sent: rare (a record
+        read twice, the first in flight), and else the other record could wait for the end of
+        the input."""
+        wanted = keys & self._pending.keys()
+        while wanted:
+            blocked, busy = self._blocked()
+            ready: list[Item] = [item for key, item in self._pending.items() if key not in blocked]
+            for start in range(0, len(ready), self.max_size):
+                self.dispatch(ready[start : start + self.max_size], self._send)
+            for item in ready:
+                del self._pending[item.key]
+            self._held = blocked
+            wanted &= blocked
+            if wanted:
+                self.dispatcher.wait_until_free(busy)
 
     def _send(self, items: list[Item]) -> None:
         reply = self.client.push(self.endpoint, [item.body for item in items])

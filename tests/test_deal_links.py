@@ -1,0 +1,146 @@
+"""Deals linked to their accounts: a deal is written only after the account records read before
+it that share one of its domains have settled, since Recotap links a deal to the accounts it
+holds when the deal is written (and stores it unlinked otherwise); and it waits no longer."""
+
+from __future__ import annotations
+
+import threading
+from typing import Any
+
+from support import (
+    LiveTarget,
+    config_for,
+    deal,
+    record,
+    run_cli,
+    schema,
+    state,
+    wait_until,
+    write_config,
+)
+from test_account_sinks import FakeAccountsApi, accounts_run
+from test_accounts import accounts_messages
+from test_sinks import DEAL_SCHEMA
+
+from target_recotap.client import Reply
+from target_recotap.endpoints import DEALS, Endpoint
+from target_recotap.sinks import DealsSink
+
+
+def company(n: int) -> dict[str, Any]:
+    return {"domain": f"https://www.Company-{n}.example/about", "name": f"Company {n}"}
+
+
+def deal_of(n: int, company_n: int) -> dict[str, Any]:
+    return deal(n, associatedAccounts=[{"domain": f"company-{company_n}.example"}])
+
+
+def test_a_deal_is_written_after_the_accounts_read_before_it_so_recotap_links_it(
+    emulator, tmp_path
+):
+    # 150 accounts: a full request of 100, then 50 left in the buffer when the deals come. The
+    # 100 deals fill a request of their own, naming accounts among those 50: sent as they
+    # were, before the accounts, Recotap would store every one of them unlinked.
+    emulator.faults.latency_ms = 100
+    messages = [
+        *accounts_messages([company(n) for n in range(150)]),
+        schema("deals"),
+        *(record("deals", deal_of(n, 100 + n % 50)) for n in range(100)),
+        state({"s": 1}),
+    ]
+    run = run_cli(["--config", str(write_config(tmp_path, config_for(emulator)))], messages)
+
+    assert run.returncode == 0, run.stderr
+    links = emulator.store.deal_links()
+    assert len(links) == 100
+    assert {
+        deal_id: domains for deal_id, domains in links.items() if not all(domains.values())
+    } == {}
+    assert len(emulator.store.accounts()) == 150
+
+
+def test_deals_go_as_soon_as_their_accounts_landed_without_waiting_for_the_end(emulator, tmp_path):
+    # 30 accounts do not fill a request; 100 deals naming them do. With the input still open,
+    # the accounts go at the first deal, the deals once the accounts have landed: all linked.
+    emulator.faults.latency_ms = 100
+    target = LiveTarget(write_config(tmp_path, config_for(emulator)))
+    target.send(
+        [
+            *accounts_messages([company(n) for n in range(30)]),
+            schema("deals"),
+            *(record("deals", deal_of(n, n % 30)) for n in range(100)),
+        ]
+    )
+    wait_until(lambda: len(emulator.store.deals()) == 100, "the 100 deals stored", timeout=30)
+    links = emulator.store.deal_links()
+    assert all(all(domains.values()) for domains in links.values()), links
+    target.send([state({"s": 1})])
+    code, states, log = target.finish()
+    assert code == 0, log
+    assert states == [{"s": 1}]
+
+
+def test_a_deal_naming_no_account_of_this_run_goes_at_once_and_is_stored_unlinked(
+    emulator, tmp_path
+):
+    emulator.faults.latency_ms = 100
+    target = LiveTarget(write_config(tmp_path, config_for(emulator)))
+    target.send(
+        [
+            *accounts_messages([company(n) for n in range(30)]),  # buffered: not full
+            schema("deals"),
+            *(record("deals", deal_of(n, 1000 + n)) for n in range(100)),
+        ]
+    )
+    wait_until(lambda: len(emulator.store.deals()) == 100, "the 100 deals stored", timeout=30)
+    # The accounts were not sent for these deals: they share none of their domains.
+    assert emulator.store.accounts() == {}
+    assert not any(any(domains.values()) for domains in emulator.store.deal_links().values())
+    code, _, log = target.finish()
+    assert code == 0, log
+    assert len(emulator.store.accounts()) == 30
+
+
+def test_a_deal_waits_for_the_later_version_of_its_account_held_behind_one_in_flight():
+    # acme.com v1 is in flight; v2 waits behind it in the accounts buffer. A deal naming
+    # acme.com is read: v2 must be sent once v1 lands, and the deal only after v2 has.
+    order: list[str] = []
+    first_in_flight = threading.Event()
+    release_first = threading.Event()
+
+    class Api(FakeAccountsApi):
+        def push(self, endpoint: Endpoint, items: list[dict[str, Any]]) -> Reply:
+            if endpoint is DEALS:
+                order.append("deal")
+                return Reply(
+                    {
+                        "results": [
+                            {"externalDealId": d["externalDealId"], "status": "upserted"}
+                            for d in items
+                        ]
+                    }
+                )
+            name = items[0]["name"]
+            if name == "v1":
+                first_in_flight.set()
+                assert release_first.wait(timeout=10)
+            reply = super().push(endpoint, items)
+            order.append(name)
+            return reply
+
+    run, accounts = accounts_run(Api())
+    deals = run.sink(DealsSink, "deals", DEAL_SCHEMA, ["externalDealId"])
+    run.read(accounts, {"domain": "acme.com", "name": "v1"})
+    accounts.process_batch({})
+    assert first_in_flight.wait(timeout=10)
+    run.read(accounts, {"domain": "https://www.acme.com", "name": "v2"})
+    threading.Timer(0.2, release_first.set).start()  # v1 lands while the deal is being read
+    run.read(deals, deal(1, associatedAccounts=[{"domain": "acme.com"}]))
+    run.input.finished = run.input.complete = True
+    deals.process_batch({})
+    accounts.process_batch({})
+    run.dispatcher.wait_all()
+    run.dispatcher.close()
+
+    assert order == ["v1", "v2", "deal"]
+    assert accounts.buffered_domains() == set()
