@@ -130,9 +130,18 @@ class Dispatcher:
         self._error: BaseException | None = None
 
     def submit(
-        self, keys: frozenset[Key], job: Callable[[], None], settled: Callable[[], None]
+        self,
+        keys: frozenset[Key],
+        job: Callable[[], None],
+        settled: Callable[[], None],
+        after: frozenset[Key] = frozenset(),
     ) -> None:
-        """Start ``job`` when it may go; ``settled`` runs after it if it succeeded."""
+        """Start ``job`` when it may go; ``settled`` runs after it if it succeeded.
+
+        ``after``: keys the job does not hold but waits for, on its worker thread and outside
+        the window (so a request in flight that it waits for never waits for a place): the
+        jobs holding them now, and any that take them before it starts, land first.
+        """
         with self._changed:
             while True:
                 self._raise_error()
@@ -142,7 +151,7 @@ class Dispatcher:
                 self._changed.wait()
             self._in_flight += 1
             self._busy_keys |= keys
-        self._pool.submit(self._run, keys, job, settled)
+        self._pool.submit(self._run, keys, job, settled, after)
 
     def is_busy(self, key: Key) -> bool:
         """Whether a job in flight holds ``key``."""
@@ -172,8 +181,16 @@ class Dispatcher:
         self._pool.shutdown(wait=False, cancel_futures=True)
 
     def _run(
-        self, keys: frozenset[Key], job: Callable[[], None], settled: Callable[[], None]
+        self,
+        keys: frozenset[Key],
+        job: Callable[[], None],
+        settled: Callable[[], None],
+        after: frozenset[Key],
     ) -> None:
+        if after:
+            with self._changed:
+                while not self._busy_keys.isdisjoint(after):
+                    self._changed.wait()
         with self._gate:
             while self._sending >= self._throttle.window:
                 self._gate.wait()

@@ -181,3 +181,32 @@ def test_one_connection_per_request_in_flight_is_kept_alive(emulator, caplog):
     # never a new connection for the second round.
     assert emulator.connections_accepted <= 16
     assert "Connection pool is full" not in caplog.text
+
+
+def test_a_job_that_comes_after_keys_goes_only_once_the_jobs_holding_them_have_landed():
+    # A window of one: the job holding ("accounts", "a") is in flight; the job that comes
+    # after it goes once it has landed, never before, and a job with nothing to wait for
+    # still goes.
+    dispatcher = Dispatcher(Throttle(1))
+    release = threading.Event()
+    order = []
+
+    def holder():
+        assert release.wait(5)
+        order.append("holder")
+
+    dispatcher.submit(frozenset({("accounts", "a")}), holder, lambda: None)
+    dispatcher.submit(
+        frozenset({("deals", "1")}),
+        lambda: order.append("after"),
+        lambda: None,
+        after=frozenset({("accounts", "a")}),
+    )
+    dispatcher.submit(frozenset({("deals", "2")}), lambda: order.append("other"), lambda: None)
+    time.sleep(0.1)
+    assert order == []  # the holder fills the window of one
+    release.set()
+    dispatcher.wait_all()
+    dispatcher.close()
+    assert order.index("holder") < order.index("after")
+    assert sorted(order) == ["after", "holder", "other"]

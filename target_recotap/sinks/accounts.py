@@ -22,7 +22,7 @@ from target_recotap.wording import plural
 
 if TYPE_CHECKING:
     import logging
-    from collections.abc import KeysView, Mapping, Sequence
+    from collections.abc import Mapping, Sequence
 
     from target_recotap.settlement import Received
     from target_recotap.sinks.base import Item
@@ -62,11 +62,6 @@ class AccountsSink(MergingSink):
         if self._segment_id is None:
             return endpoint
         return replace(endpoint, beside={**endpoint.beside, "segmentId": self._segment_id})
-
-    def buffered_domains(self) -> KeysView[str]:
-        """The cleaned domains of the accounts buffered and not yet dispatched: a live view,
-        for the reading thread (which alone changes it)."""
-        return self._pending.keys()
 
     def use_schema(self, source: str, schema: dict, key_properties: Sequence[str] | None) -> None:
         super().use_schema(source, schema, key_properties)

@@ -103,12 +103,19 @@ class RecotapSink(BatchSink, abc.ABC):
         """What a job sending the item ``item_key`` of this stream holds in the dispatcher."""
         return (self.endpoint.stream, item_key)
 
-    def dispatch(self, batch: list[Item], send: Callable[[list[Item]], None]) -> None:
-        """Send one batch through the dispatcher; its records settle once it has landed."""
+    def dispatch(
+        self,
+        batch: list[Item],
+        send: Callable[[list[Item]], None],
+        after: frozenset[Key] = frozenset(),
+    ) -> None:
+        """Send one batch through the dispatcher, once the jobs holding ``after`` have landed;
+        its records settle once it has landed."""
         self.dispatcher.submit(
             frozenset(self.dispatch_key(item.key) for item in batch),
             partial(self.deliver, batch, send),
             partial(self._landed, batch),
+            after,
         )
 
     def _landed(self, batch: list[Item]) -> None:

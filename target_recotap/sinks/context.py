@@ -69,8 +69,12 @@ class RecotapApi(Protocol):
 class AccountBuffer(Protocol):
     """What deals ask of the accounts sink."""
 
+    def buffered_before(self, key: str, position: int) -> bool:
+        """Whether an account record of the cleaned domain ``key`` read before ``position``
+        is buffered."""
+
     def send_before(self, keys: Set[str]) -> None:
-        """Dispatch the accounts buffered, those of the cleaned domains ``keys`` included."""
+        """Dispatch the accounts buffered that may go, those of the domains ``keys`` included."""
 
 
 @dataclass
@@ -80,12 +84,6 @@ class AccountsForDeals:
     Recotap links the deal to them (it stores a deal naming an unknown domain unlinked)."""
 
     sink: AccountBuffer | None = None
-
-    def send_before(self, domains: Set[str]) -> None:
-        """Let no account of ``domains`` read so far stay buffered (the reading thread calls
-        this as it takes a deal): each is in flight, which the deal waits for, or settled."""
-        if self.sink is not None and domains:
-            self.sink.send_before(domains)
 
 
 @dataclass(frozen=True)

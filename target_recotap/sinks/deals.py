@@ -15,7 +15,7 @@ from target_recotap.normalize import (
 from target_recotap.sinks.merging import MergedItem, MergingSink
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Set
 
     from target_recotap.flow import Key
     from target_recotap.settlement import Received
@@ -36,15 +36,26 @@ class DealsSink(MergingSink):
         key = body["externalDealId"]
         if not self._warned_imprecise and "amount" in body and imprecise_amount(body["amount"]):
             self._warn_imprecise(key, body["amount"])
-        # The accounts read before this deal go now, so that it waits for them only as long as
-        # their request takes (``waits_for``), not until the accounts batch is full.
-        self.accounts_for_deals.send_before(_domains(body))
         self.buffer(key, body, received)
 
-    def waits_for(self, item: MergedItem) -> Iterable[Key]:
-        """The accounts in flight that share one of the deal's domains: Recotap links a deal
-        to an account it holds when the deal is written, and no later."""
-        return [(ACCOUNTS.stream, domain) for domain in _domains(item.body)]
+    def waits_for(self, item: MergedItem) -> tuple[Iterable[Key], Set[str]]:
+        """The accounts that share one of the deal's domains: those in flight, and those read
+        before it and still buffered. Recotap links a deal to the accounts it holds when the
+        deal is written, and stores it unlinked otherwise."""
+        accounts = self.accounts_for_deals.sink
+        domains = _domains(item.body) if accounts is not None else set()
+        if accounts is None or not domains:  # no account read yet, or none named
+            return (), set()
+        position = item.sources[-1].position
+        buffered = {domain for domain in domains if accounts.buffered_before(domain, position)}
+        return [(ACCOUNTS.stream, domain) for domain in domains], buffered
+
+    def send_waited_for(self, items: Set[str]) -> None:
+        """Send the buffered accounts these deals wait for: they would else wait until the
+        accounts batch fills, or the input ends."""
+        accounts = self.accounts_for_deals.sink
+        if accounts is not None:
+            accounts.send_before(items)
 
     def _warn_imprecise(self, key: str, amount: JSONNumber) -> None:
         self._warned_imprecise = True

@@ -3,7 +3,7 @@ together merged as Recotap applies an upsert, and never a later version ahead of
 
 from __future__ import annotations
 
-import itertools
+import threading
 from dataclasses import dataclass
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeGuard
@@ -50,6 +50,9 @@ class MergingSink(RecotapSink):
         super().__init__(*args, **kwargs)
         self._pending: dict[str, MergedItem] = {}
         self._held: set[str] = set()  # buffered items whose earlier version was in flight
+        # The buffer is changed by the reading thread and by drains, which the SDK runs in
+        # threads of their own; another sink's drain may also send this one's (``send_before``).
+        self._buffer_lock = threading.RLock()
 
     @cached_property  # asked for every record; the setting cannot change during a run
     def max_size(self) -> int:
@@ -66,6 +69,10 @@ class MergingSink(RecotapSink):
 
     def buffer(self, key: str, body: dict[str, Any], received: Received) -> None:
         """Buffer ``body``, a version of the item ``key``, held in the ledger."""
+        with self._buffer_lock:
+            self._buffer(key, body, received)
+
+    def _buffer(self, key: str, body: dict[str, Any], received: Received) -> None:
         item = self._pending.get(key)
         if item is None:
             self._pending[key] = MergedItem(key, body, [received])
@@ -84,58 +91,81 @@ class MergingSink(RecotapSink):
             self._held.add(key)
         self.ledger.hold(received)
 
-    def waits_for(self, item: MergedItem) -> Iterable[Key]:
-        """What ``item`` must not be sent beside: jobs of another stream it waits for (none)."""
-        return ()
+    def waits_for(self, item: MergedItem) -> tuple[Iterable[Key], Set[str]]:
+        """What ``item`` must wait for besides an earlier version of its own: jobs of another
+        stream in flight, and items another sink buffers (none here)."""
+        return (), set()
+
+    def send_waited_for(self, items: Set[str]) -> None:
+        """Dispatch what another sink buffers and ``items`` wait for (nothing here)."""
 
     def process_batch(self, context: dict) -> None:
-        """Send the buffered items, except those that must wait for a job in flight: an
-        earlier version of theirs, or what ``waits_for`` names.
+        """Send the buffered items, except those with an earlier version in flight.
 
         Those wait in the buffer for the next batch (a later version must never be overtaken
-        by an earlier one); at the end of input, until what they wait for has landed.
+        by an earlier one); at the end of input, until their earlier version has landed. An
+        item that waits for jobs of another stream (``waits_for``) goes with its batch and
+        waits on its worker thread; what it waits for in another sink's buffer is sent first.
         """
-        while self._pending:
-            blocked, busy = self._blocked()
-            if len(blocked) == len(self._pending):
-                self.dispatcher.wait_until_free(busy)
-                continue
-            ready = (item for key, item in self._pending.items() if key not in blocked)
-            batch: list[Item] = list(itertools.islice(ready, self.max_size))
-            self.dispatch(batch, self._send)
-            for item in batch:
-                del self._pending[item.key]
-            self._held = blocked
-            if not self.input.finished:
-                break
+        with self._buffer_lock:
+            while self._pending:
+                held, after, buffered = self._waits()
+                if buffered:
+                    self.send_waited_for(set().union(*buffered.values()))
+                    held, after, buffered = self._waits()
+                # Still buffered there: behind an earlier version in flight, which goes first.
+                held |= buffered.keys()
+                self._held = held
+                ready: list[Item] = [item for key, item in self._pending.items() if key not in held]
+                if not ready:
+                    wake = {self.dispatch_key(k) for k in held}
+                    wake.update(k for key in buffered for k in after.get(key, ()))
+                    self.dispatcher.wait_until_free(wake)
+                    continue
+                batch = ready[: self.max_size]
+                waited = frozenset(k for item in batch for k in after.get(item.key, ()))
+                self.dispatch(batch, self._send, waited)
+                for item in batch:
+                    del self._pending[item.key]
+                if not self.input.finished:
+                    break
 
-    def _blocked(self) -> tuple[set[str], set[Key]]:
-        """The buffered items that must wait, and the keys in flight that hold them back."""
-        waits = {
-            key: (self.dispatch_key(key), *self.waits_for(item))
-            for key, item in self._pending.items()
-        }
-        busy = self.dispatcher.busy_among({k for keys in waits.values() for k in keys})
-        return {key for key, keys in waits.items() if not busy.isdisjoint(keys)}, busy
+    def _waits(self) -> tuple[set[str], dict[str, tuple[Key, ...]], dict[str, Set[str]]]:
+        """The buffered items held back behind an earlier version in flight; the jobs of
+        another stream each item waits for; and what of another sink's buffer each waits for
+        (sent first, so that it need not wait for that batch to fill)."""
+        held = {k for _, k in self.dispatcher.busy_among(map(self.dispatch_key, self._pending))}
+        after: dict[str, tuple[Key, ...]] = {}
+        buffered: dict[str, Set[str]] = {}
+        for key, item in self._pending.items():
+            in_flight, elsewhere = self.waits_for(item)
+            if in_flight:
+                after[key] = tuple(in_flight)
+            if elsewhere:
+                buffered[key] = elsewhere
+        return held, after, buffered
+
+    def buffered_before(self, key: str, position: int) -> bool:
+        """Whether a record read before ``position`` is buffered in the item ``key``."""
+        with self._buffer_lock:
+            item = self._pending.get(key)
+            return item is not None and item.sources[0].position < position
 
     def send_before(self, keys: Set[str]) -> None:
-        """Dispatch the buffered items now, those among ``keys`` included: a record of another
-        stream, read after them, waits for them to land. One held back behind an earlier
-        version in flight is waited for here, in the reading thread, then sent: rare (a record
-        read twice, the first in flight), and else the other record could wait for the end of
-        the input."""
-        wanted = keys & self._pending.keys()
-        while wanted:
-            blocked, busy = self._blocked()
-            ready: list[Item] = [item for key, item in self._pending.items() if key not in blocked]
+        """Dispatch the buffered items that may go, those among ``keys`` included: records of
+        another stream, read after them, wait for them to land. One held back behind an
+        earlier version in flight stays, and goes at a later call."""
+        with self._buffer_lock:
+            if not keys & self._pending.keys():
+                return
+            held, _, buffered = self._waits()
+            held |= buffered.keys()
+            ready: list[Item] = [item for key, item in self._pending.items() if key not in held]
             for start in range(0, len(ready), self.max_size):
                 self.dispatch(ready[start : start + self.max_size], self._send)
             for item in ready:
                 del self._pending[item.key]
-            self._held = blocked
-            wanted &= blocked
-            if wanted:
-                self.dispatcher.wait_until_free(busy)
+            self._held = held
 
     def _send(self, items: list[Item]) -> None:
         reply = self.client.push(self.endpoint, [item.body for item in items])
