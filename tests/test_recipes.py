@@ -240,7 +240,11 @@ def test_salesforce_recipe(emulator, capsys):
     assert emulator.store.accounts() == {
         # Website, cleaned by the target (https://www.acme.com, www.Globex.com/en-us).
         "acme.com": {"domain": "acme.com", "name": "Acme Corp", "externalId": "0015g00000AcmeAAA"},
-        "globex.com": {"domain": "globex.com", "name": "Globex", "externalId": "0015g00000GlobxAAA"},
+        "globex.com": {
+            "domain": "globex.com",
+            "name": "Globex",
+            "externalId": "0015g00000GlobxAAA",
+        },
         # 0015g00000InitcAAA has IsDeleted, 0015g00000UmbrlAAA no Website: filtered out.
     }
     assert outcome.states == [messages("salesforce")[-1]["value"]]
