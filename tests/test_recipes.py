@@ -1,4 +1,5 @@
-"""The Meltano recipes in recipes/ turn each CRM tap's records into Recotap deals and pipelines.
+"""The Meltano recipes in recipes/ turn each CRM tap's records into Recotap deals, pipelines and
+accounts.
 
 Each test feeds records shaped like the tap's published schema (tests/fixtures/crm/<crm>/, see
 the README there) through the recipe's stream maps into the emulator and checks, field by field,
@@ -113,6 +114,17 @@ def test_hubspot_recipe(emulator, capsys):
             ],
         },
     }
+    assert emulator.store.accounts() == {
+        "acme.com": {
+            "domain": "acme.com",
+            "name": "Acme Corp",
+            "externalId": "8312345601",
+            "linkedinUrl": "https://www.linkedin.com/company/acme-corp",
+        },
+        # No company domain: the website URL, cleaned by the target.
+        "globex.com": {"domain": "globex.com", "name": "Globex", "externalId": "8312345602"},
+        # 8312345603 is archived, 8312345604 has neither domain nor website: filtered out.
+    }
     assert outcome.states == [messages("hubspot")[-1]["value"]]
 
 
@@ -170,6 +182,12 @@ def test_pipedrive_recipe(emulator, capsys):
         },
         # pipeline 3 and stage 4 are deleted in Pipedrive: not created.
     }
+    assert emulator.store.accounts() == {
+        # The web-site custom field, a URL, cleaned by the target; externalId is the deals' org_id.
+        "acme.com": {"domain": "acme.com", "name": "Acme Corp", "externalId": "501"},
+        "globex.com": {"domain": "globex.com", "name": "Globex", "externalId": "502"},
+        # organization 503 is deleted, 504 has no web site: filtered out.
+    }
     assert outcome.states == [messages("pipedrive")[-1]["value"]]
 
 
@@ -218,6 +236,16 @@ def test_salesforce_recipe(emulator, capsys):
                 {"stageId": "Closed Lost", "stageLabel": "Closed Lost"},
             ],
         },
+    }
+    assert emulator.store.accounts() == {
+        # Website, cleaned by the target (https://www.acme.com, www.Globex.com/en-us).
+        "acme.com": {"domain": "acme.com", "name": "Acme Corp", "externalId": "0015g00000AcmeAAA"},
+        "globex.com": {
+            "domain": "globex.com",
+            "name": "Globex",
+            "externalId": "0015g00000GlobxAAA",
+        },
+        # 0015g00000InitcAAA has IsDeleted, 0015g00000UmbrlAAA no Website: filtered out.
     }
     assert outcome.states == [messages("salesforce")[-1]["value"]]
 
@@ -306,7 +334,7 @@ def test_recipes_read_only_fields_of_the_taps_schema(crm):
     extractor = recipe(crm)["plugins"]["extractors"][0]
     assert {pattern.split(".")[0] for pattern in extractor["select"]} == set(maps)
     for stream, stream_map in maps.items():
-        assert stream_map["__alias__"] in {"deals", "deal_stages"}
+        assert stream_map["__alias__"] in {"deals", "deal_stages", "accounts"}
         allowed = OTHER_TAP_VERSIONS.get(crm, {}).get(stream, set())
         assert unknown_fields(stream_map, stream_schemas[stream], allowed) == [], (crm, stream)
 
