@@ -74,11 +74,12 @@ class Reply:
 class Transport(Protocol):
     """What carries a request: urllib3's connection pools, or a dry run's file."""
 
+    # A protocol's bodies never run: nothing to mutate (docs/mutation.md).
     def urlopen(
         self, method: str, url: str, redirect: bool = True, **kw: Any
-    ) -> urllib3.BaseHTTPResponse: ...
+    ) -> urllib3.BaseHTTPResponse: ...  # pragma: no mutate
 
-    def clear(self) -> None: ...
+    def clear(self) -> None: ...  # pragma: no mutate
 
 
 class RecotapClient:

@@ -221,3 +221,16 @@ def test_a_state_waits_for_the_record_just_before_it_while_that_is_in_flight(emu
     assert [(s["after"], stored) for s, stored in snapshots] == [
         (n, {f"deal-{i}" for i in range(1, n + 1)}) for n in range(1, 4)
     ]
+
+
+def test_records_are_numbered_as_read_and_keep_their_line_and_its_number():
+    ledger = SettlementLedger(lambda state: None)
+    first = ledger.receive({"type": "RECORD"}, '{"type": "RECORD"}', 3)
+    second = ledger.receive({"type": "RECORD", "n": 2}, "line 7", 7)
+    assert (first.position, first.line, first.line_number) == (1, '{"type": "RECORD"}', 3)
+    assert (second.position, second.message, second.line, second.line_number) == (
+        2,
+        {"type": "RECORD", "n": 2},
+        "line 7",
+        7,
+    )

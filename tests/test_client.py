@@ -3,11 +3,14 @@ of odd shapes, a 3xx, a listing that is not a list; and of a pause or a stop bef
 
 from __future__ import annotations
 
+import importlib.machinery
 import json
 import select
 import socket
+import sys
 import threading
 import time
+import types
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -446,3 +449,18 @@ def test_a_proxy_of_another_kind_is_refused_saying_so(monkeypatch):
         EnvironmentUnusable, match=r"^the proxy from the environment is a ftp:// URL"
     ):
         route_for("http://127.0.0.1:9/api/v1")
+
+
+def test_a_socks_proxy_is_taken_once_pysocks_is_there(monkeypatch):
+    # PySocks is not installed here: a stand-in module of its name shows that the refusal
+    # asks for that module, and only for a socks:// proxy.
+    monkeypatch.setenv("HTTP_PROXY", "socks5://127.0.0.1:1080")
+    for name in ("NO_PROXY", "no_proxy", "http_proxy"):
+        monkeypatch.delenv(name, raising=False)
+    with pytest.raises(EnvironmentUnusable, match=r"^the socks5 proxy .* needs PySocks"):
+        route_for("http://127.0.0.1:9/api/v1")
+
+    stand_in = types.ModuleType("socks")
+    stand_in.__spec__ = importlib.machinery.ModuleSpec("socks", None)
+    monkeypatch.setitem(sys.modules, "socks", stand_in)
+    assert route_for("http://127.0.0.1:9/api/v1").proxy == "socks5://127.0.0.1:1080"

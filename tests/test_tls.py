@@ -87,7 +87,7 @@ def test_an_untrusted_certificate_stops_the_run_at_once_saying_what_to_set(
         outcome = run_in_process(config_for(https_emulator), deals_messages([deal(1)]), capsys)
 
     assert outcome.exit_code == 1
-    assert "TLS certificate of https://127.0.0.1:" in caplog.text
+    assert "POST /deals not sent: the TLS certificate of https://127.0.0.1:" in caplog.text
     assert "; behind a TLS-inspecting proxy, set REQUESTS_CA_BUNDLE to its CA bundle" in (
         caplog.text
     )
