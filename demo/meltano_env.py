@@ -24,17 +24,36 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from recotap_emulator import EmulatorStore
+from recotap_emulator.app import custom_field
+
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".meltano-venv"
 MELTANO_REQUIREMENT = "meltano==4.4.1"
 UV_REQUIREMENT = "uv==0.13.9"
 LOCAL_PIP_URL = "pip_url: -e .\n"
-# The job meltano.yml defines, and the state IDs Meltano keeps for it in the demo environment.
-RUN = ["run", "tap-jsonl--deal-stages", "target-recotap", "tap-jsonl--deals", "target-recotap"]
-STATE_IDS = {
-    "deal_stages": "demo:tap-jsonl--deal-stages-to-target-recotap",
-    "deals": "demo:tap-jsonl--deals-to-target-recotap",
+# The job meltano.yml's header runs: each stream's extractor, then the loader, accounts first so
+# that Recotap links each deal to the accounts it names; and the state ID Meltano keeps for each
+# pair in the demo environment.
+EXTRACTORS = {
+    "accounts": "tap-jsonl--accounts",
+    "deal_stages": "tap-jsonl--deal-stages",
+    "deals": "tap-jsonl--deals",
+    "sales_activities": "tap-jsonl--sales-activities",
 }
+RUN = [
+    "run",
+    *(name for extractor in EXTRACTORS.values() for name in (extractor, "target-recotap")),
+]
+STATE_IDS = {
+    stream: f"demo:{extractor}-to-target-recotap" for stream, extractor in EXTRACTORS.items()
+}
+
+
+def seed_emulator(store: EmulatorStore) -> None:
+    """What the project's Recotap holds before its first run: the account custom field that a
+    sample account fills in (CONTRACT_VALUE_C), as `--custom-field "Contract Value:number"`."""
+    store.add_custom_field(custom_field({"label": "Contract Value", "labelType": "number"}))
 
 
 def _bin(venv: Path, name: str) -> Path:

@@ -1,6 +1,6 @@
-"""`make demo`: a real `meltano run` of the bundled sample deals and pipelines through
-target-recotap into the local Recotap emulator; then what arrived, the state Meltano recorded
-and the record that was rejected.
+"""`make demo`: a real `meltano run` of the bundled sample accounts, pipelines, deals and sales
+activities through target-recotap into the local Recotap emulator; then what arrived (each deal
+with its accounts, linked or not), the state Meltano recorded and the record that was rejected.
 
 Meltano is installed on first use into `.meltano-venv/` (a minute; later runs reuse it).
 """
@@ -12,12 +12,15 @@ import shutil
 import sys
 from pathlib import Path
 
-from meltano_env import RUN, STATE_IDS, MeltanoProject, meltano_project
+from meltano_env import RUN, STATE_IDS, MeltanoProject, meltano_project, seed_emulator
 
 from recotap_emulator import EmulatorServer, EmulatorStore
 
 OUT = Path(__file__).resolve().parent.parent / "demo-output"
 API_KEY = "demo-key"
+# The target's lines shown from Meltano's log, each from where its message starts.
+TARGET_LINES = ("Summary ", "Rejected ", "Skipped ")
+UNLINKED = "unlinked: Recotap held no account with this domain when the deal was written"
 
 
 def meltano(project: MeltanoProject, *args: str) -> str:
@@ -30,12 +33,25 @@ def meltano(project: MeltanoProject, *args: str) -> str:
     return result.stdout + result.stderr
 
 
+def target_lines(output: str) -> list[str]:
+    """The summaries, rejections and skips the target logged, without Meltano's prefixes."""
+    shown = []
+    for line in output.splitlines():
+        starts = [start for start in map(line.find, TARGET_LINES) if start >= 0]
+        if starts:
+            shown.append(line[min(starts) :])
+    return shown
+
+
 def main() -> int:
     shutil.rmtree(OUT, ignore_errors=True)
     OUT.mkdir()
     store = EmulatorStore(str(OUT / "emulator.sqlite"))
+    seed_emulator(store)
     with EmulatorServer(store=store, api_key=API_KEY, port=0) as server:
-        print(f"Recotap emulator on {server.url}; Meltano project in {OUT / 'project'}\n")
+        fields = ", ".join(store.custom_fields())
+        print(f"Recotap emulator on {server.url}, with the account custom field {fields}")
+        print(f"Meltano project in {OUT / 'project'}\n")
         project = meltano_project(
             OUT,
             {
@@ -45,19 +61,25 @@ def main() -> int:
             },
         )
         meltano(project, "install")
-        output = meltano(project, *RUN)
-        for line in output.splitlines():
-            start = max(line.find("Summary "), line.find("Rejected "))
-            if start >= 0:
-                print("  " + line[start:])
+        for line in target_lines(meltano(project, *RUN)):
+            print("  " + line)
 
-        print("\nDeals in Recotap (emulator):")
-        for deal in store.deals().values():
+        print("\nAccounts in Recotap (emulator), one per cleaned domain:")
+        for account in store.accounts().values():
+            print("  " + json.dumps(account))
+        print("\nDeals in Recotap (emulator), each with the accounts it names, linked or not:")
+        links = store.deal_links()
+        for external_id, deal in store.deals().items():
             print("  " + json.dumps(deal))
+            for domain, linked in links.get(external_id, {}).items():
+                print(f"      {domain}: {'linked' if linked else UNLINKED}")
         print("\nPipelines in Recotap (emulator):")
         for pipeline in store.pipelines().values():
             stages = ", ".join(s["stageLabel"] for s in pipeline["stages"])
             print(f"  {pipeline['pipelineId']} ({pipeline['pipelineLabel']}): {stages}")
+        print("\nSales activities in Recotap (emulator):")
+        for activity in store.activities().values():
+            print("  " + json.dumps(activity))
         print("\nState Meltano recorded:")
         for state_id in STATE_IDS.values():
             state = meltano(project, "state", "get", state_id).splitlines()[0]

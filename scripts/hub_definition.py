@@ -56,12 +56,15 @@ def definition(info: dict[str, Any]) -> dict[str, Any]:
         "namespace": "target_recotap",
         "variant": "recotap",
         "label": "Recotap",
-        "description": "Pushes CRM deals and deal pipelines into Recotap for revenue attribution",
+        "description": (
+            "Pushes CRM accounts, deals, deal pipelines and sales activities into Recotap for"
+            " revenue attribution"
+        ),
         "domain_url": "https://recotap.com",
         "pip_url": "target-recotap",
         "executable": "target-recotap",
         "maintenance_status": "active",
-        "keywords": ["meltano_sdk", "recotap", "abm", "crm", "deals"],
+        "keywords": ["meltano_sdk", "recotap", "abm", "crm", "accounts", "deals", "activities"],
         "capabilities": info["capabilities"],
         # Every run but a dry run needs the key, which is why the schema cannot require it.
         "settings_group_validation": [["api_key"]],

@@ -89,7 +89,7 @@ class RunInterrupted(Exception):
 
 
 class TargetRecotap(SingerTarget):
-    """Pushes CRM deals, deal pipelines and accounts into Recotap."""
+    """Pushes CRM accounts, deals, deal pipelines and sales activities into Recotap."""
 
     name = "target-recotap"
     config_jsonschema = CONFIG_SCHEMA

@@ -1,9 +1,10 @@
 """target-recotap in a real Meltano 4 project: the repository's meltano.yml, end to end.
 
-The slow test installs Meltano (cached in .meltano-venv/, see tests/meltano_env.py), runs
-`meltano install` and `meltano run` on a copy of the project, with tap-jsonl reading the sample
-files in demo/meltano/ and the loader pointed at a local emulator, and checks what Recotap
-received and what Meltano recorded as state.
+The slow test installs Meltano (cached in .meltano-venv/, see demo/meltano_env.py), runs
+`meltano install` and `meltano run` of the four streams on a copy of the project, with tap-jsonl
+reading the sample files in demo/meltano/ and the loader pointed at a local emulator, and checks
+what Recotap received (deals linked to the accounts that came before them) and what Meltano
+recorded as state.
 """
 
 from __future__ import annotations
@@ -17,7 +18,15 @@ from typing import Any
 
 import pytest
 import yaml
-from meltano_env import REPO, RUN, STATE_IDS, MeltanoProject, meltano_project, meltano_venv
+from meltano_env import (
+    REPO,
+    RUN,
+    STATE_IDS,
+    MeltanoProject,
+    meltano_project,
+    meltano_venv,
+    seed_emulator,
+)
 from support import about_json
 
 from recotap_emulator import EmulatorServer
@@ -26,8 +35,34 @@ from recotap_emulator import EmulatorServer
 # under pytest-xdist they run in one worker, one after the other (make test: --dist loadgroup).
 pytestmark = pytest.mark.xdist_group("meltano")
 
-# demo/meltano/*.jsonl as Recotap stores them: dates in UTC, integer IDs as strings, nulls left
-# out, the two versions of deal-003 merged (the later wins), deal-004 rejected (invalid email).
+# demo/meltano/*.jsonl as Recotap stores them: domains cleaned, the two records of initech.com
+# merged (the later wins), its custom field kept (the emulator is seeded with it).
+EXPECTED_ACCOUNTS: dict[str, dict[str, Any]] = {
+    "acme.com": {
+        "domain": "acme.com",
+        "name": "Acme Corp",
+        "externalId": "crm-001",
+        "shortName": "Acme",
+        "linkedinUrl": "https://www.linkedin.com/company/acme",
+        "tags": ["enterprise", "emea"],
+        "customFields": {"CONTRACT_VALUE_C": 75000},
+    },
+    "globex.example": {
+        "domain": "globex.example",
+        "name": "Globex",
+        "externalId": "crm-002",
+        "tags": ["smb"],
+    },
+    "initech.com": {
+        "domain": "initech.com",
+        "name": "Initech Inc.",
+        "externalId": "crm-003",
+        "tags": ["smb", "pilot"],
+        "shortName": "Initech",
+    },
+}
+# Dates in UTC, integer IDs as strings, nulls left out, the two versions of deal-003 merged (the
+# later wins), deal-004 rejected (invalid email).
 EXPECTED_DEALS: dict[str, dict[str, Any]] = {
     "deal-001": {
         "externalDealId": "deal-001",
@@ -70,8 +105,28 @@ EXPECTED_DEALS: dict[str, dict[str, Any]] = {
         "stageId": "s3",
         "stageLabel": "Closed Won",
         "pipelineId": "smb-pipeline",
+        "associatedAccounts": [{"externalId": "crm-003", "domain": "initech.com"}],
         "closedDate": "2026-11-20T08:30:00Z",
     },
+    "deal-005": {
+        "externalDealId": "deal-005",
+        "name": "Hooli - Data Platform",
+        "amount": 32000,
+        "stageId": "e1",
+        "stageLabel": "Discovery",
+        "pipelineId": "enterprise-pipeline",
+        "pipelineLabel": "Enterprise",
+        "ownerName": "Jane Smith",
+        "ownerEmail": "jane@yourcompany.com",
+        "associatedAccounts": [{"domain": "hooli.example", "name": "Hooli"}],
+    },
+}
+# The accounts run before the deals: each deal is linked, but deal-005's, which has no account.
+EXPECTED_LINKS = {
+    "deal-001": {"acme.com": True},
+    "1002": {"globex.example": True},
+    "deal-003": {"initech.com": True},
+    "deal-005": {"hooli.example": False},
 }
 EXPECTED_PIPELINES: dict[str, dict[str, Any]] = {
     "smb-pipeline": {
@@ -92,6 +147,50 @@ EXPECTED_PIPELINES: dict[str, dict[str, Any]] = {
             {"stageId": "e2", "stageLabel": "Security Review"},
             {"stageId": "e3", "stageLabel": "Closed Won"},
         ],
+    },
+}
+
+# Calls and emails with the fields of their own type, dates in UTC, domains cleaned; the meeting
+# not sent.
+EXPECTED_ACTIVITIES: dict[str, dict[str, Any]] = {
+    "call-101": {
+        "externalActivityId": "call-101",
+        "activityType": "call",
+        "occurredAt": "2026-11-18T15:30:00Z",
+        "domain": "acme.com",
+        "ownerEmail": "jane@yourcompany.com",
+        "ownerName": "Jane Smith",
+        "contacts": [{"email": "john@acme.com", "name": "John Doe", "title": "VP of Engineering"}],
+        "accountName": "Acme Corp",
+        "subject": "Security review",
+        "callTitle": "Security review kickoff",
+        "durationMinutes": 45,
+        "outcome": "Connected",
+        "direction": "outbound",
+    },
+    "email-102": {
+        "externalActivityId": "email-102",
+        "activityType": "email",
+        "occurredAt": "2026-11-19T08:12:00Z",
+        "domain": "globex.example",
+        "ownerEmail": "raj@yourcompany.com",
+        "contacts": [{"email": "hank@globex.example", "name": "Hank Scorpio"}],
+        "from": {"name": "Raj Patel", "email": "raj@yourcompany.com"},
+        "subject": "Renewal proposal",
+        "openCount": 3,
+        "clickCount": 1,
+    },
+    "call-103": {
+        "externalActivityId": "call-103",
+        "activityType": "call",
+        "occurredAt": "2026-11-20T16:00:00Z",
+        "domain": "initech.com",
+        "ownerEmail": "raj@yourcompany.com",
+        "contacts": [{"email": "bill@initech.com", "name": "Bill Lumbergh"}],
+        "callTitle": "Pilot check-in",
+        "durationMinutes": 20,
+        "outcome": "Left voicemail",
+        "direction": "inbound",
     },
 }
 
@@ -166,14 +265,19 @@ def test_meltano_run_loads_the_sample_files_into_recotap(
         },
     )
     store = emulator.store
+    seed_emulator(store)
     _check(project.run("install"))
 
-    # First run: everything arrives, the invalid deal is rejected (max_rejected_records: 1 in
-    # the demo environment, so the run still succeeds) and each pipeline's last STATE is stored.
+    # First run: everything arrives, deals linked to the accounts sent before them, the invalid
+    # deal is rejected (max_rejected_records: 1 in the demo environment, so the run still
+    # succeeds), the meeting is skipped, and each pipeline's last STATE is stored.
     first = _check(project.run(*RUN))
+    assert store.accounts() == EXPECTED_ACCOUNTS
     assert store.pipelines() == EXPECTED_PIPELINES
     assert store.deals() == EXPECTED_DEALS
     assert store.deal_versions() == dict.fromkeys(EXPECTED_DEALS, 1)
+    assert store.deal_links() == EXPECTED_LINKS
+    assert store.activities() == EXPECTED_ACTIVITIES
     rejected = [json.loads(line) for line in dead_letter.read_text().splitlines()]
     assert [(m["type"], m["stream"]) for m in rejected] == [
         ("SCHEMA", "deals"),
@@ -182,34 +286,63 @@ def test_meltano_run_loads_the_sample_files_into_recotap(
     assert rejected[1]["record"]["externalDealId"] == "deal-004"
     assert "ownerEmail" in rejected[1]["recotap_rejection"]["reason"]
     assert "Rejected deals record 'deal-004'" in first
+    assert "Skipped activityType 'meeting' in sales_activities (1 record), not sent" in first
+    assert (
+        "Summary accounts: received 4, sent 3, created or updated 3, skipped as existing 0,"
+        " rejected 0, merged duplicates 1," in first
+    )
     for stream in STATE_IDS:
         assert _state(project, stream) == _expected_state(project, stream)
     stats = store.stats()["byEndpoint"]
-    assert stats == {"POST /deal-stages": {"201": 1}, "POST /deals": {"200": 1}}
+    assert stats == {
+        "POST /accounts": {"200": 1},
+        "GET /accounts/custom-fields": {"200": 1},  # the custom fields Recotap has, once
+        "POST /deal-stages": {"201": 1},
+        "POST /deals": {"200": 1},
+        "POST /sales-activities": {"200": 1},
+    }
 
     # Second run: Meltano hands the stored state back to the tap, which logs its bookmark. But
     # tap-jsonl 0.3.1 looks up each file's bookmark under "_sdc_last_modified" while the SDK
     # stores it as "replication_key_value", so it reads every file again. The run is still a
-    # no-op for the data: each deal is upserted once more with the same values (version 2,
-    # identical content) and both pipelines come back 409 and are skipped as existing.
+    # no-op for the data: each account and deal is upserted once more with the same values
+    # (version 2, identical content, the deals linked as before), both pipelines come back 409
+    # and the activities fail as duplicates, each skipped as existing.
     second = _check(project.run(*RUN))
     for stream in STATE_IDS:
         bookmark = _expected_state(project, stream)["singer_state"]["bookmarks"][stream]
         value = bookmark["replication_key_value"]
         assert f"Starting incremental sync with bookmark value: {value}" in second
+    assert store.accounts() == EXPECTED_ACCOUNTS
+    assert {r["domain"]: r["version"] for r in store.account_records()} == dict.fromkeys(
+        EXPECTED_ACCOUNTS, 2
+    )
     assert store.pipelines() == EXPECTED_PIPELINES
     assert store.deals() == EXPECTED_DEALS
     assert store.deal_versions() == dict.fromkeys(EXPECTED_DEALS, 2)
+    assert store.deal_links() == EXPECTED_LINKS
+    assert store.activities() == EXPECTED_ACTIVITIES
+    assert (
+        "Summary accounts: received 4, sent 3, created or updated 3, skipped as existing 0,"
+        " rejected 0" in second
+    )
     assert "Summary deal_stages: received 4, sent 0, created 0, skipped as existing 2" in second
     assert "Skipped 2 pipelines already in Recotap: no change in the source" in second
     assert (
-        "Summary deals: received 5, sent 3, upserted 3, skipped as existing 0, rejected 1" in second
+        "Summary deals: received 6, sent 4, upserted 4, skipped as existing 0, rejected 1" in second
+    )
+    assert (
+        "Summary sales_activities: received 4, sent 3, created 0, skipped as existing 3,"
+        " skipped by type 1 ('meeting' 1), rejected 0" in second
     )
     stats = store.stats()["byEndpoint"]
     assert stats == {
+        "POST /accounts": {"200": 2},
+        "GET /accounts/custom-fields": {"200": 2},
         "POST /deal-stages": {"201": 1, "409": 1},
         "GET /deal-stages": {"200": 1},  # the existing pipelines compared with the source
         "POST /deals": {"200": 2},
+        "POST /sales-activities": {"200": 2},
     }
     for stream in STATE_IDS:
         assert _state(project, stream) == _expected_state(project, stream)
