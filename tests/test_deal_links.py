@@ -24,6 +24,7 @@ from test_sinks import DEAL_SCHEMA
 
 from target_recotap.client import Reply
 from target_recotap.endpoints import DEALS, Endpoint
+from target_recotap.errors import RequestRejected
 from target_recotap.sinks import DealsSink
 
 
@@ -144,3 +145,80 @@ def test_a_deal_waits_for_the_later_version_of_its_account_held_behind_one_in_fl
 
     assert order == ["v1", "v2", "deal"]
     assert not accounts.buffered_before("acme.com", 10**9)
+
+
+class Recording(FakeAccountsApi):
+    """Writes accounts and deals, refuses a deal named ``Bad``; keeps the order of writes as
+    ``stream:name``, and the versions it is asked to send."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.order: list[str] = []
+        self.in_flight = threading.Event()
+        self.release = threading.Event()
+        self.release.set()
+
+    def push(self, endpoint: Endpoint, items: list[dict[str, Any]]) -> Reply:
+        if endpoint is DEALS:
+            if any(d["name"] == "Bad" for d in items):
+                raise RequestRejected("400", 400, [])
+            self.order += [f"deal:{d['name']}" for d in items]
+            return Reply(
+                {
+                    "results": [
+                        {"externalDealId": d["externalDealId"], "status": "upserted"} for d in items
+                    ]
+                }
+            )
+        if not self.in_flight.is_set():
+            self.in_flight.set()
+            assert self.release.wait(timeout=10)
+        reply = super().push(endpoint, items)
+        self.order += [f"account:{a['name']}" for a in items]
+        return reply
+
+
+def test_a_refused_merged_deal_sent_version_by_version_still_waits_for_each_version_s_accounts():
+    # Version 1 names a.com, version 2 b.com and is refused: the merge is sent apart, and
+    # version 1 must still come after the a.com account read before it.
+    api = Recording()
+    run, accounts = accounts_run(api)
+    deals = run.sink(DealsSink, "deals", DEAL_SCHEMA, ["externalDealId"])
+    run.read(accounts, {"domain": "a.com", "name": "A"})
+    run.read(deals, deal(1, name="Good", associatedAccounts=[{"domain": "a.com"}]))
+    run.read(deals, deal(1, name="Bad", associatedAccounts=[{"domain": "b.com"}]))
+    run.input.finished = run.input.complete = True
+    deals.process_batch({})
+    accounts.process_batch({})
+    run.dispatcher.wait_all()
+    run.dispatcher.close()
+
+    assert api.order == ["account:A", "deal:Good"]
+    assert run.rejects.total == 1  # the refused version
+
+
+def test_a_deal_held_for_an_account_behind_one_in_flight_is_waited_for_not_spun_on():
+    api = Recording()
+    api.release.clear()
+    run, accounts = accounts_run(api)
+    deals = run.sink(DealsSink, "deals", DEAL_SCHEMA, ["externalDealId"])
+    run.read(accounts, {"domain": "acme.com", "name": "v1"})
+    accounts.process_batch({})
+    assert api.in_flight.wait(timeout=10)
+    run.read(accounts, {"domain": "acme.com", "name": "v2"})  # held behind v1
+    run.read(deals, deal(1, name="D", associatedAccounts=[{"domain": "acme.com"}]))
+    looks = []
+    send_before = accounts.send_before
+    accounts.send_before = lambda keys: (looks.append(keys), send_before(keys))  # type: ignore[method-assign]
+    run.input.finished = run.input.complete = True
+    draining = threading.Thread(target=deals.process_batch, args=({},))
+    draining.start()
+    draining.join(timeout=0.5)
+    assert draining.is_alive()  # waiting for v1 to land
+    assert len(looks) <= 2  # a wait, not a loop asking again and again
+    api.release.set()
+    draining.join(timeout=10)
+    accounts.process_batch({})
+    run.dispatcher.wait_all()
+    run.dispatcher.close()
+    assert api.order == ["account:v1", "account:v2", "deal:D"]

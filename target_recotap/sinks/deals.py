@@ -39,12 +39,17 @@ class DealsSink(MergingSink):
         self.buffer(key, body, received)
 
     def waits_for(self, item: MergedItem) -> tuple[Iterable[Key], Set[str]]:
-        """The accounts that share one of the deal's domains: those in flight, and those read
-        before it and still buffered. Recotap links a deal to the accounts it holds when the
-        deal is written, and stores it unlinked otherwise."""
+        """The accounts of the deal's domains: any request of them in flight when the deal's
+        batch would start (one of an account read later too: waiting for it costs little and
+        needs no bookkeeping), and those read before the deal and still buffered. Recotap
+        links a deal to the accounts it holds when the deal is written, and stores it unlinked
+        otherwise. The domains of every version count: a merged deal Recotap refuses is sent
+        again version by version, in the same job."""
         accounts = self.accounts_for_deals.sink
-        domains = _domains(item.body) if accounts is not None else set()
-        if accounts is None or not domains:  # no account read yet, or none named
+        if accounts is None:  # no account read yet: none to wait for
+            return (), set()
+        domains = set().union(*map(_domains, item.versions or [item.body]))
+        if not domains:
             return (), set()
         position = item.sources[-1].position
         buffered = {domain for domain in domains if accounts.buffered_before(domain, position)}

@@ -49,7 +49,9 @@ class MergingSink(RecotapSink):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._pending: dict[str, MergedItem] = {}
-        self._held: set[str] = set()  # buffered items whose earlier version was in flight
+        # Buffered items held back, which do not fill a batch: behind an earlier version in
+        # flight, or waiting for what another sink buffers (``waits_for``).
+        self._held: set[str] = set()
         # The buffer is changed by the reading thread and by drains, which the SDK runs in
         # threads of their own; another sink's drain may also send this one's (``send_before``).
         self._buffer_lock = threading.RLock()
@@ -118,9 +120,9 @@ class MergingSink(RecotapSink):
                 self._held = held
                 ready: list[Item] = [item for key, item in self._pending.items() if key not in held]
                 if not ready:
-                    wake = {self.dispatch_key(k) for k in held}
-                    wake.update(k for key in buffered for k in after.get(key, ()))
-                    self.dispatcher.wait_until_free(wake)
+                    if not self.input.finished:
+                        break  # they go with a later batch: waiting would hold up reading
+                    self._wait_for_any(held, after)
                     continue
                 batch = ready[: self.max_size]
                 waited = frozenset(k for item in batch for k in after.get(item.key, ()))
@@ -129,6 +131,16 @@ class MergingSink(RecotapSink):
                     del self._pending[item.key]
                 if not self.input.finished:
                     break
+
+    def _wait_for_any(self, held: set[str], after: dict[str, tuple[Key, ...]]) -> None:
+        """Wait until a job in flight that holds back one of the ``held`` items lands: an
+        earlier version of its own, or a job it comes after. Only keys still busy count (a key
+        that is free would end the wait at once); if none is, the caller looks again."""
+        keys = {self.dispatch_key(key) for key in held}
+        keys.update(k for key in held for k in after.get(key, ()))
+        busy = self.dispatcher.busy_among(keys)
+        if busy:
+            self.dispatcher.wait_until_free(busy)
 
     def _waits(self) -> tuple[set[str], dict[str, tuple[Key, ...]], dict[str, Set[str]]]:
         """The buffered items held back behind an earlier version in flight; the jobs of
