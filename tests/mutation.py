@@ -61,6 +61,8 @@ JUDGES = {
         "test_tls.py",
     },
     "target_recotap.normalize": {
+        "test_account_fields.py",
+        "test_accounts.py",
         "test_bad_input.py",
         "test_deal_stages.py",
         "test_deal_versions.py",
@@ -69,7 +71,25 @@ JUDGES = {
         "test_odd_values.py",
         "test_recipes.py",
         "test_rejects.py",
+        "test_sales_activities.py",
         "test_schema_changes.py",
+    },
+    "target_recotap.sinks.merging": {
+        "test_account_sinks.py",
+        "test_accounts.py",
+        "test_deal_links.py",
+        "test_deal_versions.py",
+        "test_deals.py",
+        "test_sinks.py",
+    },
+    "target_recotap.sinks.accounts": {
+        "test_account_sinks.py",
+        "test_accounts.py",
+        "test_deal_links.py",
+    },
+    "target_recotap.sinks.sales_activities": {
+        "test_sales_activities.py",
+        "test_sales_activities_sink.py",
     },
     "target_recotap.rejects": {
         "test_bad_input.py",
