@@ -22,7 +22,8 @@ $(READY): pyproject.toml emulator/pyproject.toml
 demo: $(READY)
 	$(BIN)/python demo/run_demo.py
 
-# CPU vs a stock singer-sdk target, throughput at 100 ms latency and under a rate limit, memory.
+# CPU vs a stock singer-sdk target, throughput at 100 ms latency (deals, accounts, activities,
+# accounts and deals mixed) and under a rate limit, memory.
 # A few minutes; `make bench DEALS=20000` for a quicker run. See docs/benchmarks.md.
 bench: $(READY)
 	$(BIN)/python bench/run_bench.py --deals $(DEALS)

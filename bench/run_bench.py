@@ -1,6 +1,6 @@
 """`make bench`: how fast and how lean target-recotap is, measured against the local emulator.
 
-One run, four scenarios, one table at the end (see docs/benchmarks.md for what each figure
+One run, seven scenarios, one table at the end (see docs/benchmarks.md for what each figure
 means):
 
 1. CPU: target-recotap and a stock singer-sdk target that discards its batches, on the same
@@ -8,12 +8,20 @@ means):
    their ratio.
 2. Latency: the emulator answers after 100 ms; deals/s with 8 requests in flight, as a share
    of the 8 x 100 deals / 0.1 s bound; then every deal's latest version is checked.
-3. Rate limit: the emulator allows 20 requests/s; share of that rate used, share of requests
+3. Accounts: the same for N accounts (100 a request: the same bound), every account's latest
+   version checked under its cleaned domain.
+4. Activities: the same for N/2 sales activities (50 a request: half the bound), each one
+   checked stored, and sent, exactly once.
+5. Mixed: N records, accounts and deals, each deal a few records after its account; records/s
+   as a share of the deals-only rate of scenario 2 (run here if 2 is not), latest versions
+   checked and every deal checked linked to its account.
+6. Rate limit: the emulator allows 20 requests/s; share of that rate used, share of requests
    answered 429, and whether every deal arrived in its latest version.
-4. Memory: peak RSS of the target on 10,000 and on 200,000 deals, and the growth.
+7. Memory: peak RSS of the target on 10,000 and on 200,000 deals, and the growth; the same for
+   the mixed input.
 
-    python bench/run_bench.py [--deals 100000] [--only cpu,latency,rate-limit,memory]
-                              [--cpu-repeats 5] [--keep] [--timeout SECONDS]
+    python bench/run_bench.py [--deals 100000] [--cpu-repeats 5] [--keep] [--timeout SECONDS]
+                              [--only cpu,latency,accounts,activities,mixed,rate-limit,memory]
 
 Exits 0 when every run completed (goals met or not: the table says); 1 when something broke
 (a target run exited non-zero or timed out, the emulator did not start, ...).
@@ -41,7 +49,16 @@ from datetime import datetime
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any
 
-from generate import Summary, generate
+from generate import (
+    ACCOUNT_CUSTOM_FIELDS,
+    ACCOUNTS,
+    ACTIVITIES,
+    DEALS,
+    DEFAULT_SEED,
+    GENERATORS,
+    MIXED,
+    Summary,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterator, Sequence
@@ -54,8 +71,12 @@ API_KEY = "bench-key"
 
 LATENCY_MS = 100
 LATENCY_CONCURRENCY = 8
-DEALS_PER_REQUEST = 100
-LATENCY_BOUND = LATENCY_CONCURRENCY * DEALS_PER_REQUEST / (LATENCY_MS / 1000)  # deals/s
+DEALS_PER_REQUEST = 100  # accounts too
+ACTIVITIES_PER_REQUEST = 50
+LATENCY_BOUND = LATENCY_CONCURRENCY * DEALS_PER_REQUEST / (LATENCY_MS / 1000)  # items/s
+ACTIVITIES_BOUND = LATENCY_CONCURRENCY * ACTIVITIES_PER_REQUEST / (LATENCY_MS / 1000)
+# Activities take twice as long as deals at the bound: half as many keep the scenario as long.
+ACTIVITIES_SHARE_OF_DEALS = 0.5
 RATE_LIMIT = 20.0  # requests/s
 RATE_CONCURRENCY = 16
 RATE_MAX_DEALS = 20_000
@@ -80,7 +101,8 @@ RECOTAP_FIELDS = (
 MEMORY_SIZES = (10_000, 200_000)
 
 GOAL_CPU_RATIO = 0.35
-GOAL_LATENCY_SHARE = 0.90
+GOAL_LATENCY_SHARE = 0.90  # deals, accounts and activities alike
+GOAL_MIXED_SHARE = 0.85  # of the deals-only rate
 GOAL_RATE_SHARE = 0.90
 GOAL_429_SHARE = 0.10
 GOAL_RSS_GROWTH_MB = 10.0
@@ -324,8 +346,11 @@ class Emulator:
             raise BenchError(f"emulator {method} /_emulator/{path} failed: {error}") from None
 
     def prepare(self, **faults: Any) -> None:
-        """Empty the store and set the faults for the next scenario (others back to off)."""
+        """Empty the store, create the account custom fields the inputs carry, and set the
+        faults for the next scenario (others back to off)."""
         self.admin("POST", "reset")
+        for custom_field in ACCOUNT_CUSTOM_FIELDS:
+            self.admin("POST", "custom-fields", custom_field)
         self.admin("PUT", "faults", {"latency_ms": 0, "rate_limit": 0.0, **faults})
 
 
@@ -359,21 +384,22 @@ class Bench:
     timeout: float | None
     cpu_repeats: int = 5
     rows: list[Row] = field(default_factory=list)
-    files: dict[int, Summary] = field(default_factory=dict)
+    files: dict[tuple[str, int], Summary] = field(default_factory=dict)
+    deals_rate: float | None = None  # records/s of the deals-only latency run, once measured
 
-    def file(self, deals: int) -> Summary:
-        """The generated input with `deals` records (made once, reused)."""
-        if deals not in self.files:
-            progress(f"generating {deals:,} deals")
-            path = self.workdir / f"deals-{deals}.singer.jsonl"
-            summary = generate(path, deals)
+    def file(self, records: int, kind: str = DEALS) -> Summary:
+        """The generated input of `kind` with `records` records (made once, reused)."""
+        if (kind, records) not in self.files:
+            progress(f"generating {records:,} records: {kind}")
+            path = self.workdir / f"{kind}-{records}.singer.jsonl"
+            summary = GENERATORS[kind](path, records, DEFAULT_SEED)
             size_mb = path.stat().st_size / 1e6
             progress(
-                f"  {summary.records:,} RECORDs, {summary.distinct:,} distinct IDs, "
+                f"  {summary.records:,} RECORDs, {summary.distinct:,} distinct items, "
                 f"{summary.states} STATEs, {size_mb:.0f} MB"
             )
-            self.files[deals] = summary
-        return self.files[deals]
+            self.files[kind, records] = summary
+        return self.files[kind, records]
 
     def timeout_for(self, records: int) -> float:
         """A hang guard: generous for a slow, sequential target, finite all the same."""
@@ -390,7 +416,7 @@ class Bench:
         config_path.write_text(json.dumps(config))
         timeout = self.timeout_for(data.records)
         argv = [PYTHON, "-m", "target_recotap", "--config", str(config_path)]
-        progress(f"{label}: target-recotap, {data.records:,} deals, {concurrency} in flight")
+        progress(f"{label}: target-recotap, {data.records:,} records, {concurrency} in flight")
         emulator_cpu = self.emulator.cpu_seconds()
         run = require_success(run_measured(label, argv, data.path, self.workdir, timeout), timeout)
         run.emulator_cpu = self.emulator.cpu_seconds() - emulator_cpu
@@ -400,19 +426,35 @@ class Bench:
         )
         return run
 
-    def check_latest(self, data: Summary) -> tuple[int, int]:
-        """(mismatches, stored): IDs missing or not holding their last record's amount."""
-        progress("  fetching GET /_emulator/deals to check every deal's latest version")
-        stored = {
-            entry["externalDealId"]: entry["deal"].get("amount")
-            for entry in self.emulator.admin("GET", "deals")
-        }
-        mismatches = sum(
-            1 for deal_id, amount in data.latest.items() if stored.get(deal_id) != amount
-        )
-        mismatches += sum(1 for deal_id in stored if deal_id not in data.latest)
-        progress(f"  {len(stored):,} deals stored, {mismatches} mismatches")
-        return mismatches, len(stored)
+    def check_latest(self, data: Summary, stream: str = DEALS) -> int:
+        """Mismatches: items of `stream` missing, not holding what their last record says
+        (`Summary.latest`), or not in the file."""
+        route, stored_value = STORED[stream]
+        progress(f"  fetching GET /_emulator/{route} to check every item's latest version")
+        stored = dict(map(stored_value, self.emulator.admin("GET", route)))
+        latest = data.latest[stream]
+        mismatches = sum(1 for key, value in latest.items() if stored.get(key) != value)
+        mismatches += sum(1 for key in stored if key not in latest)
+        progress(f"  {len(stored):,} {stream} stored, {mismatches} mismatches")
+        return mismatches
+
+
+# Per stream: the admin route listing what the emulator stores, and (key, value) of one entry
+# of it, as `Summary.latest` holds them.
+STORED: dict[str, tuple[str, Callable[[dict[str, Any]], tuple[str, Any]]]] = {
+    DEALS: ("deals", lambda entry: (entry["externalDealId"], entry["deal"].get("amount"))),
+    ACCOUNTS: (
+        "accounts",
+        lambda entry: (
+            entry["domain"],
+            (entry["account"].get("customFields") or {}).get("CONTRACT_VALUE_C"),
+        ),
+    ),
+    ACTIVITIES: (
+        "activities",
+        lambda entry: (entry["externalActivityId"], entry["activity"].get("subject")),
+    ),
+}
 
 
 def scenario_cpu(bench: Bench) -> None:
@@ -483,37 +525,57 @@ def _sending_span(bench: Bench) -> float:
     return (max(stamps) - min(stamps)).total_seconds() + LATENCY_MS / 1000
 
 
-def scenario_latency(bench: Bench) -> None:
-    """Throughput when every request takes 100 ms, and that the latest versions won."""
-    data = bench.file(bench.deals)
+def _run_at_latency(bench: Bench, label: str, data: Summary) -> tuple[Run, float]:
+    """target-recotap on `data` while every answer takes LATENCY_MS; the run, and the seconds
+    from the emulator's first request to its last answer."""
     bench.emulator.prepare(latency_ms=LATENCY_MS)
-    progress(f"latency: emulator answers after {LATENCY_MS} ms")
-    run = bench.run_target("latency", data, LATENCY_CONCURRENCY)
+    progress(f"{label}: emulator answers after {LATENCY_MS} ms")
+    run = bench.run_target(label, data, LATENCY_CONCURRENCY)
+    return run, _sending_span(bench)
+
+
+def _latency_rows(data: Summary, run: Run, span: float, noun: str, bound: float) -> list[Row]:
+    """Throughput, its share of `bound` (items/s), the same without start-up, and the CPU."""
     rate = data.records / run.wall
-    share = rate / LATENCY_BOUND
-    span = _sending_span(bench)
-    mismatches, _ = bench.check_latest(data)
-    bench.rows += [
+    share = rate / bound
+    return [
         Row(
-            f"{LATENCY_MS} ms latency, {LATENCY_CONCURRENCY} in flight, {data.records:,} deals: "
+            f"{LATENCY_MS} ms latency, {LATENCY_CONCURRENCY} in flight, {data.records:,} {noun}: "
             "throughput",
-            f"{rate:,.0f} deals/s ({run.wall:.1f} s)",
+            f"{rate:,.0f} {noun}/s ({run.wall:.1f} s)",
         ),
         Row(
-            f"  share of the bound {LATENCY_BOUND:,.0f} deals/s",
+            f"  share of the bound {bound:,.0f} {noun}/s",
             f"{share:.0%}",
             f">= {GOAL_LATENCY_SHARE:.0%}",
             share >= GOAL_LATENCY_SHARE,
         ),
         Row(
             "  the same from the first request to the last answer (no start-up)",
-            f"{data.records / span / LATENCY_BOUND:.0%} ({span:.1f} s)",
+            f"{data.records / span / bound:.0%} ({span:.1f} s)",
         ),
+        _cpu_meanwhile(run),
+    ]
+
+
+def _cpu_meanwhile(run: Run) -> Row:
+    return Row(
+        "  CPU meanwhile: target-recotap / emulator",
+        f"{run.cpu:.1f} s / {run.emulator_cpu:.1f} s in {run.wall:.1f} s on {nproc()} cores",
+    )
+
+
+def scenario_latency(bench: Bench) -> None:
+    """Throughput when every request takes 100 ms, and that the latest versions won."""
+    data = bench.file(bench.deals)
+    run, span = _run_at_latency(bench, "latency", data)
+    bench.deals_rate = data.records / run.wall
+    mismatches = bench.check_latest(data)
+    *rows, cpu = _latency_rows(data, run, span, "deals", LATENCY_BOUND)
+    bench.rows += [
+        *rows,
         Row("  latest versions stored", _yes_no(mismatches), "yes", mismatches == 0),
-        Row(
-            "  CPU meanwhile: target-recotap / emulator",
-            f"{run.cpu:.1f} s / {run.emulator_cpu:.1f} s in {run.wall:.1f} s on {nproc()} cores",
-        ),
+        cpu,
     ]
     records, wall = reference_client(bench, data, LATENCY_CONCURRENCY)
     bench.rows.append(
@@ -523,6 +585,98 @@ def scenario_latency(bench: Bench) -> None:
             f"{records / wall:,.0f} deals/s ({records / wall / LATENCY_BOUND:.0%} of the bound)",
         )
     )
+
+
+def scenario_accounts(bench: Bench) -> None:
+    """Accounts at 100 ms latency: throughput, and that each domain holds its latest version."""
+    data = bench.file(bench.deals, ACCOUNTS)
+    run, span = _run_at_latency(bench, "accounts", data)
+    mismatches = bench.check_latest(data, ACCOUNTS)
+    *rows, cpu = _latency_rows(data, run, span, "accounts", LATENCY_BOUND)
+    bench.rows += [
+        *rows,
+        Row(
+            "  latest versions stored (by cleaned domain)",
+            _yes_no(mismatches),
+            "yes",
+            mismatches == 0,
+        ),
+        cpu,
+    ]
+
+
+def scenario_activities(bench: Bench) -> None:
+    """Sales activities at 100 ms latency: throughput, and each one stored and sent once."""
+    data = bench.file(max(1, round(bench.deals * ACTIVITIES_SHARE_OF_DEALS)), ACTIVITIES)
+    run, span = _run_at_latency(bench, "activities", data)
+    mismatches = bench.check_latest(data, ACTIVITIES)
+    sent = sum(
+        entry["items"]
+        for entry in bench.emulator.admin("GET", "requests")
+        if entry["endpoint"] == "POST /sales-activities" and entry["status"] == 200
+    )
+    progress(f"  {sent:,} activities sent in requests answered 200")
+    once = mismatches == 0 and sent == data.records
+    *rows, cpu = _latency_rows(data, run, span, "activities", ACTIVITIES_BOUND)
+    bench.rows += [
+        *rows,
+        Row(
+            "  every activity stored exactly once (and sent once)",
+            f"{'yes' if once else 'no'} ({mismatches} mismatches, {sent:,} sent)",
+            "yes",
+            once,
+        ),
+        cpu,
+    ]
+
+
+def scenario_mixed(bench: Bench) -> None:
+    """Accounts and deals interleaved at 100 ms latency: records/s against the deals-only
+    rate, latest versions, and every deal linked to its account."""
+    if bench.deals_rate is None:
+        progress("mixed: the deals-only rate is not measured yet (the latency scenario)")
+        data = bench.file(bench.deals)
+        run, _ = _run_at_latency(bench, "latency", data)
+        bench.deals_rate = data.records / run.wall
+    data = bench.file(bench.deals, MIXED)
+    run, span = _run_at_latency(bench, "mixed", data)
+    rate = data.records / run.wall
+    share = rate / bench.deals_rate
+    mismatches = bench.check_latest(data, ACCOUNTS) + bench.check_latest(data, DEALS)
+    progress("  fetching GET /_emulator/deal-links to check that every deal is linked")
+    links = bench.emulator.admin("GET", "deal-links")
+    unlinked = sum(1 for deal, domain in data.links.items() if links.get(deal) != {domain: True})
+    progress(f"  {len(links):,} deals with links, {unlinked} not linked to their account alone")
+    bench.rows += [
+        Row(
+            f"{LATENCY_MS} ms latency, {LATENCY_CONCURRENCY} in flight, mixed, "
+            f"{data.records:,} records (accounts, deals): throughput",
+            f"{rate:,.0f} records/s ({run.wall:.1f} s)",
+        ),
+        Row(
+            "  share of the deals-only rate (records/s over the deals run's)",
+            f"{share:.0%} (deals only: {bench.deals_rate:,.0f}/s)",
+            f">= {GOAL_MIXED_SHARE:.0%}",
+            share >= GOAL_MIXED_SHARE,
+        ),
+        Row(
+            "  the same from the first request to the last answer (no start-up)",
+            f"{data.records / span / LATENCY_BOUND:.0%} of the bound ({span:.1f} s)",
+        ),
+        Row(
+            "  latest versions stored (accounts and deals)",
+            _yes_no(mismatches),
+            "yes",
+            mismatches == 0,
+        ),
+        Row(
+            "  every deal linked to its account",
+            f"{'yes' if unlinked == 0 else 'no'} ({unlinked} of {len(data.links):,} not)",
+            "yes",
+            unlinked == 0,
+        ),
+        _cpu_meanwhile(run),
+    ]
 
 
 def reference_client(bench: Bench, data: Summary, concurrency: int) -> tuple[int, float]:
@@ -594,7 +748,7 @@ def scenario_rate_limit(bench: Bench) -> None:
     progress(f"  POST /deals answers by status: {json.dumps(by_status, sort_keys=True)}")
     used = ok / run.wall / RATE_LIMIT
     share_429 = throttled / total if total else 0.0
-    mismatches, _ = bench.check_latest(data)
+    mismatches = bench.check_latest(data)
     bench.rows += [
         Row(
             f"Rate limit {RATE_LIMIT:g} req/s, {RATE_CONCURRENCY} in flight, "
@@ -623,24 +777,26 @@ def scenario_rate_limit(bench: Bench) -> None:
 
 
 def scenario_memory(bench: Bench) -> None:
-    """Peak RSS on a small and a large input: memory must not grow with the input."""
-    runs = []
-    for size in MEMORY_SIZES:
-        data = bench.file(size)
-        bench.emulator.prepare()
-        runs.append(bench.run_target(f"memory-{size}", data, CPU_CONCURRENCY))
-    small, large = runs
-    growth = large.rss_mb - small.rss_mb
-    bench.rows += [
-        Row(f"Peak RSS, {MEMORY_SIZES[0]:,} deals", f"{small.rss_mb:.0f} MB"),
-        Row(f"Peak RSS, {MEMORY_SIZES[1]:,} deals", f"{large.rss_mb:.0f} MB"),
-        Row(
-            "  growth",
-            f"{growth:+.1f} MB",
-            f"<= {GOAL_RSS_GROWTH_MB:g} MB",
-            growth <= GOAL_RSS_GROWTH_MB,
-        ),
-    ]
+    """Peak RSS on a small and a large input, deals alone and mixed with accounts: memory must
+    not grow with the input (holding deals for their accounts included)."""
+    for kind, noun in ((DEALS, "deals"), (MIXED, "records, mixed")):
+        runs = []
+        for size in MEMORY_SIZES:
+            data = bench.file(size, kind)
+            bench.emulator.prepare()
+            runs.append(bench.run_target(f"memory-{kind}-{size}", data, CPU_CONCURRENCY))
+        small, large = runs
+        growth = large.rss_mb - small.rss_mb
+        bench.rows += [
+            Row(f"Peak RSS, {MEMORY_SIZES[0]:,} {noun}", f"{small.rss_mb:.0f} MB"),
+            Row(f"Peak RSS, {MEMORY_SIZES[1]:,} {noun}", f"{large.rss_mb:.0f} MB"),
+            Row(
+                "  growth",
+                f"{growth:+.1f} MB",
+                f"<= {GOAL_RSS_GROWTH_MB:g} MB",
+                growth <= GOAL_RSS_GROWTH_MB,
+            ),
+        ]
 
 
 def _yes_no(mismatches: int) -> str:
@@ -650,6 +806,9 @@ def _yes_no(mismatches: int) -> str:
 SCENARIOS: dict[str, Callable[[Bench], None]] = {
     "cpu": scenario_cpu,
     "latency": scenario_latency,
+    "accounts": scenario_accounts,
+    "activities": scenario_activities,
+    "mixed": scenario_mixed,
     "rate-limit": scenario_rate_limit,
     "memory": scenario_memory,
 }
