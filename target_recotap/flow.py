@@ -116,8 +116,10 @@ class Dispatcher:
 
     def __init__(self, throttle: Throttle) -> None:
         self._throttle = throttle
+        # A thread for each job the window and lookahead let in, and for each that waits for
+        # the jobs it comes after (``submit``): a job never waits for a thread.
         self._pool = ThreadPoolExecutor(
-            throttle.max_in_flight + LOOKAHEAD, thread_name_prefix="recotap-send"
+            2 * throttle.max_in_flight + LOOKAHEAD, thread_name_prefix="recotap-send"
         )
         self._lock = threading.Lock()
         # Two conditions on one lock: a finished job wakes the reader and one waiting sender,
@@ -126,6 +128,7 @@ class Dispatcher:
         self._gate = threading.Condition(self._lock)
         self._in_flight = 0  # submitted and not finished
         self._sending = 0  # of those, past the window's gate
+        self._waiting = 0  # of those, waiting for the jobs they come after
         self._busy_keys: set[Key] = set()
         self._error: BaseException | None = None
 
@@ -138,18 +141,24 @@ class Dispatcher:
     ) -> None:
         """Start ``job`` when it may go; ``settled`` runs after it if it succeeded.
 
-        ``after``: keys the job does not hold but waits for, on its worker thread and outside
-        the window (so a request in flight that it waits for never waits for a place): the
-        jobs holding them now, and any that take them before it starts, land first.
+        ``after``: keys the job does not hold but waits for, on its worker thread: the jobs
+        holding them now, and any that take them before it starts, land first. While it
+        waits it takes no place in the window or the lookahead (it would else keep a place
+        for two requests' time, and the run would send fewer at once); at most
+        ``max_in_flight`` jobs wait so, and the pool has a thread for each.
         """
         with self._changed:
             while True:
                 self._raise_error()
-                room = self._in_flight < self._throttle.window + LOOKAHEAD
+                room = self._in_flight - self._waiting < self._throttle.window + LOOKAHEAD
+                if after:
+                    room = room and self._waiting < self._throttle.max_in_flight
                 if room and self._busy_keys.isdisjoint(keys):
                     break
                 self._changed.wait()
             self._in_flight += 1
+            if after:
+                self._waiting += 1
             self._busy_keys |= keys
         self._pool.submit(self._run, keys, job, settled, after)
 
@@ -191,6 +200,8 @@ class Dispatcher:
             with self._changed:
                 while not self._busy_keys.isdisjoint(after):
                     self._changed.wait()
+                self._waiting -= 1
+                self._changed.notify_all()
         with self._gate:
             while self._sending >= self._throttle.window:
                 self._gate.wait()

@@ -222,3 +222,29 @@ def test_a_deal_held_for_an_account_behind_one_in_flight_is_waited_for_not_spun_
     run.dispatcher.wait_all()
     run.dispatcher.close()
     assert api.order == ["account:v1", "account:v2", "deal:D"]
+
+
+def test_accounts_sent_for_a_deal_fill_one_request_and_the_rest_wait_for_their_batch():
+    # 130 accounts buffered (more than a batch: no drain in between), then a deal naming the
+    # last of them: its account goes in a full request of 100, the 30 others stay buffered
+    # for a later batch (sending them all would cut a request of 30).
+    api = Recording()
+    run, accounts = accounts_run(api)
+    deals = run.sink(DealsSink, "deals", DEAL_SCHEMA, ["externalDealId"])
+    for n in range(130):
+        run.read(accounts, {"domain": f"c{n}.example", "name": f"C{n}"})
+    run.read(deals, deal(1, name="D", associatedAccounts=[{"domain": "c129.example"}]))
+    deals.process_batch({})  # a drain while reading goes on
+    run.dispatcher.wait_all()
+
+    (request,) = api.bodies
+    assert len(request["accounts"]) == 100
+    assert "c129.example" in {a["domain"] for a in request["accounts"]}
+    still = [n for n in range(130) if accounts.buffered_before(f"c{n}.example", 10**9)]
+    assert len(still) == 30
+    run.input.finished = run.input.complete = True
+    deals.process_batch({})
+    accounts.process_batch({})
+    run.dispatcher.wait_all()
+    run.dispatcher.close()
+    assert api.order.index("deal:D") > api.order.index("account:C129")

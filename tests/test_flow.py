@@ -210,3 +210,37 @@ def test_a_job_that_comes_after_keys_goes_only_once_the_jobs_holding_them_have_l
     dispatcher.close()
     assert order.index("holder") < order.index("after")
     assert sorted(order) == ["after", "holder", "other"]
+
+
+def test_jobs_waiting_for_the_jobs_they_come_after_leave_the_reader_its_places():
+    # Window 2, lookahead 2: one job in flight holds ("accounts", "a"), two jobs wait for it.
+    # Waiting, they take no place: the reader can still hand over 3 more jobs at once (with
+    # the waiting two counted, it could hand over one).
+    throttle = Throttle(2)
+    dispatcher = Dispatcher(throttle)
+    release = threading.Event()
+    done = []
+    held = frozenset({("accounts", "a")})
+    dispatcher.submit(held, lambda: release.wait(20), lambda: None)
+    for n in (1, 2):
+        dispatcher.submit(
+            frozenset({("deals", str(n))}), lambda n=n: done.append(n), lambda: None, after=held
+        )
+    handed = []
+
+    def reader():
+        for n in range(3):
+            dispatcher.submit(
+                frozenset({("other", str(n))}), lambda: release.wait(20), lambda: None
+            )
+            handed.append(n)
+
+    reading = threading.Thread(target=reader)
+    reading.start()
+    wait_until(lambda: handed == [0, 1, 2], "three jobs handed over while two wait", timeout=5)
+    assert done == []  # the waiting two still wait
+    release.set()
+    reading.join(timeout=5)
+    dispatcher.wait_all()
+    dispatcher.close()
+    assert sorted(done) == [1, 2]

@@ -164,15 +164,23 @@ class MergingSink(RecotapSink):
             return item is not None and item.sources[0].position < position
 
     def send_before(self, keys: Set[str]) -> None:
-        """Dispatch the buffered items that may go, those among ``keys`` included: records of
-        another stream, read after them, wait for them to land. One held back behind an
-        earlier version in flight stays, and goes at a later call."""
+        """Dispatch the buffered items among ``keys`` that may go: records of another stream,
+        read after them, wait for them to land. Others go with them only to fill the last
+        request (sending every ready item would cut this sink's batches short). One held back
+        behind an earlier version in flight stays, and goes at a later call."""
         with self._buffer_lock:
             if not keys & self._pending.keys():
                 return
             held, _, buffered = self._waits()
             held |= buffered.keys()
             ready: list[Item] = [item for key, item in self._pending.items() if key not in held]
+            # Full batches only, but for the last: those among ``keys`` first, the others
+            # (oldest first) filling it; the rest stay for a later batch.
+            needed = sum(1 for item in ready if item.key in keys)
+            room = -(-needed // self.max_size) * self.max_size - needed
+            chosen = {item.key for item in ready if item.key in keys}
+            chosen.update([item.key for item in ready if item.key not in keys][:room])
+            ready = [item for item in ready if item.key in chosen]
             for start in range(0, len(ready), self.max_size):
                 self.dispatch(ready[start : start + self.max_size], self._send)
             for item in ready:
