@@ -28,7 +28,8 @@ class Throttle:
     Concurrency is additive-increase / multiplicative-decrease: halved on a 429 or a 5xx, then
     grown by one for every window of successes, up to ``max_in_flight``. A 429 also pauses every
     request until its Retry-After has passed, and sets a pace learned from the requests that
-    went through in the second before it; the pace then creeps up while requests succeed.
+    went through in the second before it, if at least a window of them did; the pace then
+    creeps up while requests succeed.
     """
 
     def __init__(self, max_in_flight: int, clock: Callable[[], float] = time.monotonic) -> None:
@@ -87,7 +88,9 @@ class Throttle:
             self._no_decrease_until = now + max(wait, DECREASE_COOLDOWN)
             self._window = max(1.0, self._window / 2)
             went_through = sum(1 for t in self._recent_successes if t >= now - 1)
-            if went_through:
+            # Fewer than a window's worth say nothing of the rate allowed: a 429 right after
+            # the run's first request would else pace it at one request a second.
+            if went_through >= self.window:
                 learned = RATE_MARGIN * went_through
                 self._rate = learned if self._rate is None else min(self._rate, learned)
 

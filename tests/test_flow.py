@@ -244,3 +244,19 @@ def test_jobs_waiting_for_the_jobs_they_come_after_leave_the_reader_its_places()
     dispatcher.wait_all()
     dispatcher.close()
     assert sorted(done) == [1, 2]
+
+
+def test_a_429_after_fewer_successes_than_a_window_pauses_but_sets_no_pace():
+    # The run's first request (the custom-field listing, say) went through, the next got a
+    # 429: one success in the second before says nothing of the rate Recotap allows.
+    clock = FakeClock()
+    throttle = Throttle(8, clock=clock)
+    throttle.on_success()
+    throttle.on_throttled(1.0)
+    assert throttle.rate is None
+    assert throttle.window == 4
+    clock.now += 2
+    for _ in range(8):
+        throttle.on_success()
+    throttle.on_throttled(1.0)  # a later 429, after a window of successes: a pace
+    assert throttle.rate == pytest.approx(0.95 * 8)
