@@ -30,7 +30,7 @@ from test_proof import _feed
 from test_sales_activities import OPEN_SCHEMA
 
 COMPANIES = 60
-ROUNDS = 3  # each company's account and deal come once a round; the last round's word wins
+ROUNDS = 3  # each company's account comes once a round; the last round's word wins
 PIPELINES = 4
 STATE_EVERY = 20
 KNOWN_FIELD = "REGION_C"  # an account custom field Recotap holds (seeded in the emulator)
@@ -127,15 +127,23 @@ def activity(rnd: int, c: int, **fields: Any) -> dict[str, Any]:
     return body | fields
 
 
+def deal_rounds(c: int) -> range:
+    """The rounds in which company ``c``'s deal comes: those of an even company every round,
+    changed each time; that of an odd one once, right after its account's first record (where
+    only waiting for the account links it: a later version would find the account there)."""
+    return range(ROUNDS) if c % 2 == 0 else range(1)
+
+
 def tap_records() -> list[TapRecord]:
     """The CRM's records in the order a tap emits them: a company's account, a call or an email
-    with it, then its deal; each round again, the account and the deal changed."""
+    with it, then its deal; each round again, the account changed, and the deal in its rounds."""
     read: list[tuple[str, dict[str, Any], int | None, int]] = []
     for rnd in range(ROUNDS):
         for c in range(COMPANIES):
             read.append(("accounts", account(c, rnd), c, rnd))
             read.append(("sales_activities", activity(rnd, c), c, rnd))
-            read.append(("deals", deal(c, rnd, f"www.{domain(c)}"), c, rnd))
+            if rnd in deal_rounds(c):
+                read.append(("deals", deal(c, rnd, f"www.{domain(c)}"), c, rnd))
             if rnd == ROUNDS - 1 and c == REPEATED:
                 resent = activity(0, c, subject="The CRM sent it again")
                 read.append(("sales_activities", resent, c, 0))
@@ -189,7 +197,7 @@ def expected_accounts() -> dict[str, dict[str, Any]]:
 
 
 def expected_deals() -> dict[str, dict[str, Any]]:
-    deals = {f"deal-{c}": deal(c, ROUNDS - 1, domain(c)) for c in range(COMPANIES)}
+    deals = {f"deal-{c}": deal(c, deal_rounds(c)[-1], domain(c)) for c in range(COMPANIES)}
     for rnd in range(ORPHANS):
         deals[f"deal-alone-{rnd}"] = deal(f"alone-{rnd}", rnd, f"alone-{rnd}.example")
     return deals
