@@ -12,7 +12,6 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import pytest
 from support import (
     LiveTarget,
     config_for,
@@ -55,18 +54,11 @@ MEETING_WARNING = (
     "only 'call' and 'email' activities"
 )
 
-# After a 429 the target paces every request at what went through in the second before it; a
-# 429 right after the custom-field listing, the run's first request, sets that pace to one
-# request a second (the xfail test at the end), and the run crawls. A random 429 can be that
-# one, so the 429s here come from a rate limit, as a throttler's do: the first after a burst
-# of successes, with a Retry-After that says when the next may pass.
+# The 429s here come from a rate limit, as a throttler's do: the first after a burst of
+# successes, with a Retry-After that says when the next may pass. (A 429 right after the run's
+# first request once paced the run at a request a second: the last test here.)
 RATE_LIMIT = 40  # requests/s
 RETRY_AFTER = 1  # s; the emulator's bucket refills in 1/40 s, but its header has whole seconds
-PACED_AFTER_ONE_SUCCESS = (
-    "bug: Throttle.on_throttled learns its pace from the successes of the second before a "
-    "429 even when the run is younger than a second; after the listing alone, that is 0.95 "
-    "requests/s, creeping up by 0.5 requests/s per second"
-)
 
 
 @dataclass(frozen=True)
@@ -372,7 +364,6 @@ def test_a_killed_run_then_a_rerun_from_its_last_state_loses_nothing(emulator, t
     assert_nothing_rejected(log)
 
 
-@pytest.mark.xfail(strict=True, reason=PACED_AFTER_ONE_SUCCESS)
 def test_a_429_after_the_custom_field_listing_does_not_pace_the_run_to_a_request_a_second(
     emulator, tmp_path
 ):
