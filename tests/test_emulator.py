@@ -8,6 +8,7 @@ import json
 import select
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -452,6 +453,36 @@ def test_lost_response_after_write(emulator):
     assert post_deals(emulator, [deal("d-2")]).status_code == 200
 
 
+def test_the_request_log_names_each_fault_the_emulator_injected(emulator):
+    faults = emulator.faults
+    faults.script.extend(["429", "503", "ok", "lose", "cut"])
+    for _ in range(3):
+        post_deals(emulator, [deal("d-1")])
+    for _ in range(2):
+        with pytest.raises((requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
+            post_deals(emulator, [deal("d-1")])
+    faults.refuse_ids["d-refused"] = "must not be refused"
+    post_deals(emulator, [deal("d-refused")])
+    faults.fail_ids["d-failed"] = "fails"
+    faults.drop_ids.add("d-1")
+    post_deals(emulator, [deal("d-1"), deal("d-failed")])
+    post_deals(emulator, [deal("d-2", name="")])  # failed by Recotap's own rule: no fault
+
+    log = emulator.store.requests()
+
+    assert [(entry["status"], entry["fault"]) for entry in log] == [
+        (429, "throttled"),
+        (503, "server error"),
+        (200, None),
+        (200, "response lost"),
+        (200, "response cut"),
+        (400, "refused by a rule"),
+        (200, "items failed, results left out"),
+        (200, None),
+    ]
+    assert emulator.store.stats()["injected"] == 6
+
+
 def test_lose_rate_spares_reads(emulator):
     emulator.faults.lose_rate = 1.0
 
@@ -695,6 +726,32 @@ def test_file_store_persists_across_instances(tmp_path):
         assert reopened.deals() == {"d-1": deal("d-1")}
     finally:
         reopened.close()
+
+
+def test_an_older_file_gains_the_fault_column(tmp_path):
+    path = tmp_path / "older.sqlite"
+    with sqlite3.connect(path) as older:
+        older.execute(
+            "CREATE TABLE requests (seq INTEGER PRIMARY KEY AUTOINCREMENT, endpoint TEXT NOT NULL,"
+            " status INTEGER, items INTEGER NOT NULL, lost INTEGER NOT NULL DEFAULT 0,"
+            " timestamp TEXT NOT NULL)"
+        )
+        older.execute(
+            "INSERT INTO requests (endpoint, status, items, timestamp)"
+            " VALUES ('POST /deals', 200, 1, '2026-01-01T00:00:00.000Z')"
+        )
+    older.close()
+
+    store = EmulatorStore(path)
+    try:
+        seq = store.begin_request("POST /deals", 2)
+        store.finish_request(seq, 429, fault="throttled")
+        assert [(r["status"], r["fault"]) for r in store.requests()] == [
+            (200, None),
+            (429, "throttled"),
+        ]
+    finally:
+        store.close()
 
 
 # CLI

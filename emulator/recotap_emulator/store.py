@@ -80,9 +80,13 @@ CREATE TABLE IF NOT EXISTS requests (
     status    INTEGER,
     items     INTEGER NOT NULL,
     lost      INTEGER NOT NULL DEFAULT 0,
-    timestamp TEXT    NOT NULL
+    timestamp TEXT    NOT NULL,
+    fault     TEXT
 );
 """
+# Columns added since the first files were written: a file from before gains them when opened
+# for writing (`recotap-emulator serve --db` on an older file).
+_ADDED_COLUMNS = (("requests", "fault", "TEXT"),)
 
 
 def utc_timestamp() -> str:
@@ -106,6 +110,13 @@ class EmulatorStore:
             self._conn = sqlite3.connect(self.path, check_same_thread=False)
             with self._lock, self._conn:
                 self._conn.executescript(_SCHEMA)
+                self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        for table, column, kind in _ADDED_COLUMNS:
+            present = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         """Close the connection; the store is unusable afterwards."""
@@ -133,18 +144,23 @@ class EmulatorStore:
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
-    def finish_request(self, seq: int, status: int, *, lost: bool = False) -> None:
-        """Record the status a request was answered with, and whether its response was lost."""
+    def finish_request(
+        self, seq: int, status: int, *, lost: bool = False, fault: str | None = None
+    ) -> None:
+        """Record the status a request was answered with, whether its response was lost, and
+        the faults the emulator injected into it (their names, comma-separated), if any."""
         with self._lock, self._conn:
             self._conn.execute(
-                "UPDATE requests SET status = ?, lost = ? WHERE seq = ?", (status, int(lost), seq)
+                "UPDATE requests SET status = ?, lost = ?, fault = ? WHERE seq = ?",
+                (status, int(lost), fault, seq),
             )
 
     def requests(self) -> list[dict[str, Any]]:
         """Every logged API request, oldest first."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT seq, endpoint, status, items, lost, timestamp FROM requests ORDER BY seq"
+                "SELECT seq, endpoint, status, items, lost, timestamp, fault FROM requests"
+                " ORDER BY seq"
             ).fetchall()
         return [
             {
@@ -154,12 +170,14 @@ class EmulatorStore:
                 "items": items,
                 "lost": bool(lost),
                 "timestamp": timestamp,
+                "fault": fault,
             }
-            for seq, endpoint, status, items, lost, timestamp in rows
+            for seq, endpoint, status, items, lost, timestamp, fault in rows
         ]
 
     def stats(self) -> dict[str, Any]:
-        """Request counts by endpoint and status, plus totals of 429s, 5xx and lost responses."""
+        """Request counts by endpoint and status, plus totals of 429s, 5xx, lost responses and
+        requests with an injected fault."""
         log = self.requests()
         by_endpoint: dict[str, dict[str, int]] = {}
         for entry in log:
@@ -173,6 +191,7 @@ class EmulatorStore:
             "rateLimited": statuses.count(429),
             "serverErrors": sum(1 for status in statuses if status >= 500),
             "lost": sum(1 for entry in log if entry["lost"]),
+            "injected": sum(1 for entry in log if entry["fault"]),
             "maxItems": max((entry["items"] for entry in log), default=0),
             "deals": self._count("deals"),
             "pipelines": self._count("pipelines"),
