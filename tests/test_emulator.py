@@ -760,8 +760,14 @@ def test_an_older_file_gains_the_fault_column(tmp_path):
 def test_cli_show_lists_a_file_database(tmp_path, capsys):
     path = tmp_path / "emulator.sqlite"
     store = EmulatorStore(path)
+    store.write_accounts(
+        [{"domain": "acme.com", "name": "Acme"}], upsert=False, segment_id=None, seq=3
+    )
     started = {"startDate": "2026-01-15T00:00:00Z", "associatedAccounts": [{"domain": "acme.com"}]}
-    store.upsert_deals([deal("d-1", amount=75000, **started), deal("d-2")], seq=4)
+    elsewhere = {"associatedAccounts": [{"domain": "www.Nowhere.example"}]}
+    store.upsert_deals(
+        [deal("d-1", amount=75000, **started), deal("d-2"), deal("d-3", **elsewhere)], seq=4
+    )
     store.create_pipelines([pipeline("smb")])
     store.close()
 
@@ -777,7 +783,9 @@ def test_cli_show_lists_a_file_database(tmp_path, capsys):
     ]
     assert table[2].split() == ["d-1", "Deal", "d-1", "75000", "2026-01-15T00:00:00Z", "acme.com"]
     assert table[3].split() == ["d-2", "Deal", "d-2"]
-    assert len(table) == 4
+    # A domain with no account when the deal was written is marked.
+    assert table[4].split() == ["d-3", "Deal", "d-3", "www.Nowhere.example", "(unlinked)"]
+    assert table[5:] == ["", "1 of 3 deals name a domain Recotap has no account for"]
 
     assert main(["show", "pipelines", "--db", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == [pipeline("smb")]

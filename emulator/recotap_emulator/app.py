@@ -27,6 +27,7 @@ from recotap_emulator.faults import (
     FaultInjector,
     Faults,
 )
+from recotap_emulator.page import FieldOrder, page_response
 from recotap_emulator.store import EmulatorStore, utc_timestamp
 from target_recotap.addresses import is_email
 
@@ -538,6 +539,7 @@ def not_found(request: Request) -> ApiError:
 
 ROUTES = Map(
     [
+        Rule("/", methods=["GET"], endpoint="page"),
         Rule(f"{BASE_PATH}/deals", methods=["POST"], endpoint="push_deals"),
         Rule(f"{BASE_PATH}/deals", methods=["GET"], endpoint="list_deals"),
         Rule(f"{BASE_PATH}/deal-stages", methods=["POST"], endpoint="push_deal_stages"),
@@ -563,6 +565,11 @@ ROUTES = Map(
         Rule(f"{ADMIN_PATH}/faults", methods=["GET", "PUT"], endpoint="admin_faults"),
     ],
     strict_slashes=False,  # Express matches "/deals/" as "/deals"
+)
+
+#: The fields of each record the page shows, in the API's order.
+PAGE_FIELDS = FieldOrder(
+    deals=tuple(DEAL.props), accounts=tuple(ACCOUNT_ITEM.props), activities=tuple(ACTIVITY.props)
 )
 
 #: Array whose length is logged as the request's item count, per API endpoint.
@@ -592,7 +599,9 @@ class EmulatorApp:
             "list_custom_fields": self._list_custom_fields,
             "create_custom_field": self._create_custom_field,
         }
+        # The page and the admin routes: no key, no faults, not logged.
         self._admin: dict[str, Callable[[Request], Response]] = {
+            "page": lambda request: page_response(self.store, request.args, PAGE_FIELDS),
             "admin_deals": lambda _: json_response(self.store.deal_records()),
             "admin_pipelines": lambda _: json_response(list(self.store.pipelines().values())),
             "admin_activities": lambda _: json_response(self.store.activity_records()),

@@ -423,6 +423,37 @@ class EmulatorStore:
             ],
         )
 
+    def unlinked_deal_ids(self) -> list[str]:
+        """The deals that name a domain Recotap held no account for when they were last written
+        with their associated accounts, in creation order."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT external_id FROM deals WHERE external_id IN"
+                " (SELECT external_id FROM deal_accounts WHERE NOT linked) ORDER BY rowid"
+            ).fetchall()
+        return [external_id for (external_id,) in rows]
+
+    def account_usage(self) -> dict[str, dict[str, int]]:
+        """Cleaned domain -> how many deals are linked to its account ("deals") and how many
+        sales activities name it ("activities"), for every account held."""
+        with self._lock:
+            linked = dict(
+                self._conn.execute(
+                    "SELECT domain, COUNT(*) FROM deal_accounts WHERE linked GROUP BY domain"
+                ).fetchall()
+            )
+            domains = [domain for (domain,) in self._conn.execute("SELECT domain FROM accounts")]
+        # An activity's domain is matched as an account's is, cleaned (the reference does not say
+        # whether Recotap cleans it; the target sends it cleaned).
+        activities: dict[str, int] = {}
+        for activity in self.activities().values():
+            domain = clean_domain(str(activity["domain"]))
+            activities[domain] = activities.get(domain, 0) + 1
+        return {
+            domain: {"deals": linked.get(domain, 0), "activities": activities.get(domain, 0)}
+            for domain in domains
+        }
+
     def deal_links(self) -> dict[str, dict[str, bool]]:
         """externalDealId -> {cleaned domain: whether an account with it existed when the deal
         was last written with its associated accounts}."""
