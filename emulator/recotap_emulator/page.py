@@ -261,8 +261,10 @@ def _deals_section(
     fields: FieldOrder,
 ) -> str:
     links = store.deal_links()
-    deals = [record["deal"] for record in records]
-    own = present_fields(deals, fields.deals)
+    own = present_fields([record["deal"] for record in records], fields.deals)
+    # The ID, the name and how the deal is linked come first: a wide table scrolls the rest.
+    first = [name for name in ("externalDealId", "name") if name in own]
+    rest = [name for name in own if name not in (*first, "associatedAccounts")]
     matching = [
         record
         for record in records
@@ -274,17 +276,14 @@ def _deals_section(
         external_id = record["externalDealId"]
         deal_links = links.get(external_id, {})
         cells = [
+            *(_cell(record["deal"].get(name)) for name in first),
             _link_state(external_id in unlinked, bool(deal_links)),
-            *(
-                _associated_cell(record["deal"].get(name) or [], deal_links)
-                if name == "associatedAccounts"
-                else _cell(record["deal"].get(name))
-                for name in own
-            ),
+            _associated_cell(record["deal"].get("associatedAccounts") or [], deal_links),
+            *(_cell(record["deal"].get(name)) for name in rest),
             _number(record["version"]),
         ]
         rows.append(_row(external_id, cells, "unlinked" if external_id in unlinked else ""))
-    headers = ["link", *own, "writes"]
+    headers = [*first, "link", "associatedAccounts", *rest, "writes"]
     return _section("deals", "Deals", len(records), len(matching), search, headers, rows)
 
 
