@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 READY  := $(VENV)/.ready
 DEALS  ?= 100000
 
-.PHONY: setup demo bench test pytest browser mutate lint format clean
+.PHONY: setup demo browse bench test pytest browser mutate lint format clean
 
 setup: $(READY)
 
@@ -21,6 +21,12 @@ $(READY): pyproject.toml emulator/pyproject.toml
 
 demo: $(READY)
 	$(BIN)/python demo/run_demo.py
+
+# The emulator's page on the last demo's data, until Ctrl-C (`make browse PORT=0`: any free port).
+PORT ?= 8765
+browse: $(READY)
+	@test -f demo-output/emulator.sqlite || { echo "No demo data yet: run make demo first"; exit 1; }
+	$(BIN)/recotap-emulator serve --db demo-output/emulator.sqlite --port $(PORT) --quiet
 
 # CPU vs a stock singer-sdk target, throughput at 100 ms latency (deals, accounts, activities,
 # accounts and deals mixed) and under a rate limit, memory.
