@@ -272,6 +272,11 @@ class EmulatorServer:
         return self.root_url + BASE_PATH
 
     @property
+    def page_url(self) -> str:
+        """The page showing what the emulator holds (no key needed)."""
+        return self.root_url + "/"
+
+    @property
     def admin_url(self) -> str:
         """Base URL of the emulator-only admin routes."""
         return self.root_url + ADMIN_PATH
