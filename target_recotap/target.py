@@ -92,7 +92,9 @@ class TargetRecotap(SingerTarget):
     """Pushes CRM accounts, deals, deal pipelines and sales activities into Recotap."""
 
     name = "target-recotap"
-    config_jsonschema = CONFIG_SCHEMA
+    # A copy: the SDK adds its built-in settings to this dict in place, and CONFIG_SCHEMA is
+    # what this target's settings are (read by the docs, the Hub definition and the tests).
+    config_jsonschema = copy.deepcopy(CONFIG_SCHEMA)
     message_reader_class = LineCountingReader
     message_reader: LineCountingReader  # made from message_reader_class: none is passed in
 
