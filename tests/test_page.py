@@ -5,6 +5,7 @@ tests/test_page_browser.py looks at it in a real browser."""
 from __future__ import annotations
 
 import html
+import http.client
 import re
 import select
 import subprocess
@@ -201,6 +202,26 @@ def test_the_page_reloads_itself_only_while_a_run_goes_on(server):
     assert refresh not in before
     assert "No API request yet" in before
     assert '<a href="/">Refresh</a>' in after  # a reload by hand, always
+
+
+def test_a_head_request_is_answered_without_a_body_on_a_connection_kept_open(server):
+    # A body after HEAD's headers would be read as the start of the next answer on the
+    # connection (curl -I, link checkers and monitors send HEAD).
+    fill(server)
+    connection = http.client.HTTPConnection(server.host, server.port, timeout=TIMEOUT)
+    try:
+        connection.request("HEAD", "/")
+        head = connection.getresponse()
+        assert head.status == 200
+        assert head.read() == b""
+        connection.request("GET", "/")
+        page = connection.getresponse()
+        assert page.status == 200
+        body = page.read()
+        assert int(head.getheader("Content-Length")) == len(body)
+        assert b"What Recotap holds" in body
+    finally:
+        connection.close()
 
 
 def test_an_empty_store_says_so(server):
