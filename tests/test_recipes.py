@@ -161,7 +161,8 @@ def test_hubspot_recipe(emulator, capsys, caplog):
             "subject": "Pilot kick-off",
             "ownerId": "52617894",
         },
-        # 61200000004 bounced, 61200000005 is forwarded, 61200000006 archived: filtered out.
+        # 61200000004 bounced, 61200000005 is forwarded, 61200000006 archived, 61200000007 has
+        # no recipient: filtered out.
     }
     assert outcome.states == [messages("hubspot")[-1]["value"]]
 
@@ -254,8 +255,19 @@ def test_pipedrive_recipe(emulator, capsys, caplog):
             "subject": "Proposal sent",
             "ownerId": "13370",
         },
+        # A duration not in Pipedrive's HH:MM is not sent; no user_id (tap 1.3+): owner_id.
+        "3106": {
+            "externalActivityId": "3106",
+            "activityType": "call",
+            "occurredAt": "2026-04-25T07:45:00Z",
+            "domain": "acme.com",
+            "ownerEmail": "jane@yourcompany.com",
+            "contacts": [{"email": "wile@acme.com", "name": "Wile E. Coyote"}],
+            "subject": "Quick check-in",
+            "ownerId": "13370",
+        },
         # 3103 is a meeting (skipped by type, with a warning), 3104 is not done yet, 3105 is
-        # deleted: not sent.
+        # deleted, 3107 has no attendee (no contact email for Recotap): not sent.
     }
     assert "Skipped activityType 'meeting' in sales_activities (1 record)" in caplog.text
     assert outcome.states == [messages("pipedrive")[-1]["value"]]
