@@ -24,11 +24,15 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+if sys.platform != "win32":
+    import fcntl
+
 from recotap_emulator import EmulatorStore
 from recotap_emulator.app import custom_field
 
 REPO = Path(__file__).resolve().parents[1]
 CACHE = REPO / ".meltano-venv"
+LOCK = REPO / ".meltano-venv.lock"
 MELTANO_REQUIREMENT = "meltano==4.4.1"
 UV_REQUIREMENT = "uv==0.13.9"
 LOCAL_PIP_URL = "pip_url: -e .\n"
@@ -62,6 +66,15 @@ def _bin(venv: Path, name: str) -> Path:
 
 def meltano_venv() -> Path:
     """Meltano's own virtualenv, made (from scratch) unless the cache already holds it."""
+    # One maker at a time (`make demo` beside `make test` in one checkout, say): a second one
+    # would remove the cache under the first, midway through its install.
+    with LOCK.open("w") as lock:
+        if sys.platform != "win32":
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        return _cached_meltano_venv()
+
+
+def _cached_meltano_venv() -> Path:
     venv = CACHE / "venv"
     ready = CACHE / "ready"
     wanted = f"{MELTANO_REQUIREMENT} {UV_REQUIREMENT} compiled"
