@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import re
 import sys
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -209,12 +210,19 @@ def _parse_date_text(text: str, field_name: str) -> dt.datetime:
     try:
         if len(iso) == 10:
             return dt.datetime.combine(dt.date.fromisoformat(iso), dt.time())
+        if _COLON_FRACTION.search(iso):
+            # Python 3.11+ reads "10:30:45:99" as 45.99 seconds (3.10 refuses it); ISO 8601
+            # separates a fraction with "." or ",", and Recotap's validator refuses the rest.
+            raise ValueError(iso)
         return datetime_fromisoformat(iso.replace(" ", "T", 1))
     except ValueError:
         moment = _end_of_day(iso)
         if moment is None:
             raise InvalidRecord(f"{field_name} {_clip(text)!r} is not an ISO 8601 date") from None
         return moment
+
+
+_COLON_FRACTION = re.compile(r"\d\d:?\d\d:?\d\d:")
 
 
 def _end_of_day(iso: str) -> dt.datetime | None:

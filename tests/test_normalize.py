@@ -299,6 +299,11 @@ def test_epoch_seconds_are_refused_saying_so(value, shown, as_seconds, as_millis
         {},
         "2026-01-15T24:00:01Z",  # only 24:00 itself is the end of the day
         "١٧٦٨٤٣٥٢٠٠٠٠٠",  # 1768435200000 in Arabic-Indic digits: only ASCII digits are read
+        # A colon before the fraction: Python 3.11+ reads it as 45.99 seconds (3.10 refuses
+        # it), ISO 8601 and Recotap's validator do not.
+        "2026-04-22T10:30:45:99Z",
+        "2026-04-22 10:30:45:1",
+        "20260422T103045:99Z",
     ],
 )
 def test_unparseable_dates_are_refused(value):
