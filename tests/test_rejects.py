@@ -291,15 +291,18 @@ def test_a_long_id_or_key_names_the_record_by_its_first_100_characters(emulator,
     assert second.startswith(f"record {by_keys}: ")
 
 
-def test_key_properties_that_are_not_a_list_do_not_name_the_record(emulator, tmp_path):
-    # A SCHEMA that breaks the spec with a string: its characters are no key properties.
+def test_key_properties_that_are_not_a_list_stop_the_run_at_the_schema(emulator, tmp_path):
+    # A SCHEMA that breaks the spec with a string: its characters are no key properties, and
+    # the run stops there, saying so, rather than rejecting records for missing an 'i'.
     messages = [
         {**schema("deals"), "key_properties": "id"},
         record("deals", {"i": "one", "d": "two", "name": "No id"}),
     ]
     run = run_cli(["--config", str(write_config(tmp_path, config_for(emulator)))], messages)
-    assert run.returncode == 3, run.stderr
-    assert "Rejected deals record on input line 2: externalDealId is missing" in run.stderr
+    assert run.returncode == 1, run.stderr
+    assert "Input line 1: the SCHEMA of stream 'deals' gives key_properties as 'id'" in run.stderr
+    assert "Traceback" not in run.stderr
+    assert emulator.store.deals() == {}
 
 
 # A full disk, as the target meets it: a write that fails with an OSError. Files of at most
