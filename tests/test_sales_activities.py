@@ -314,7 +314,7 @@ def test_the_duplicate_failure_s_words_are_in_the_debug_log(emulator, capsys, ca
     assert (
         "Sales activity 'act-1' is in Recotap already: "
         "Activity with externalActivityId 'act-1' already exists"
-    ) in caplog.text
+    ) in caplog.messages
 
 
 def test_another_failure_is_a_rejection_with_recotap_s_words(emulator, tmp_path):
