@@ -127,6 +127,24 @@ def test_a_later_record_with_the_id_of_one_in_flight_waits_for_it_and_its_state_
     assert run.rejects.total == 0
 
 
+def test_later_records_that_waited_for_the_first_are_named_in_the_debug_log(caplog):
+    client = FakeRecotap()
+    run = Run(client)  # type: ignore[arg-type]
+    sink = sink_of(run)
+    client.release.clear()
+    run.read(sink, activity("a", subject="First"))
+    sink.process_batch({})
+    run.read(sink, activity("a", subject="Later"))
+    run.read(sink, activity("a", subject="Last"))
+    client.release.set()
+    with caplog.at_level(logging.DEBUG):
+        run.finish(sink)
+    assert sent_subjects(client) == [["First"]]
+    assert (
+        "Sales activity 'a': 2 later records with its ID skipped, as Recotap holds it"
+    ) in caplog.messages
+
+
 def test_a_later_record_whose_first_has_landed_is_sent_and_skipped_as_existing():
     client = FakeRecotap()
     run = Run(client)  # type: ignore[arg-type]
