@@ -260,8 +260,8 @@ def require_success(run: Run, timeout: float) -> Run:
 # The emulator, as its own process
 # ---------------------------------------------------------------------------
 
-EMULATOR_COMMAND = (PYTHON, "-m", "recotap_emulator", "serve", "--host", "127.0.0.1")
-EMULATOR_COMMAND += ("--port", "0", "--quiet")  # port 0: it prints the one it bound
+EMULATOR_COMMAND: tuple[str, ...] = (PYTHON, "-m", "recotap_emulator", "serve", "--quiet")
+EMULATOR_COMMAND += ("--host", "127.0.0.1", "--port", "0")  # port 0: it prints the one it bound
 URL_LINE = re.compile(r"Recotap emulator at (http://127\.0\.0\.1:(\d+))(/api/v1)")
 _NO_PROXY = urllib.request.build_opener(urllib.request.ProxyHandler({}))
 
@@ -288,10 +288,9 @@ class Emulator:
             env=child_env(),
         )
         lines: list[str] = []
-        reader = threading.Thread(
-            target=lambda: lines.append(self.proc.stdout.readline() if self.proc else ""),
-            daemon=True,
-        )
+        stdout = self.proc.stdout
+        assert stdout is not None  # stdout=PIPE
+        reader = threading.Thread(target=lambda: lines.append(stdout.readline()), daemon=True)
         reader.start()
         reader.join(timeout)
         match = URL_LINE.search(lines[0]) if lines else None

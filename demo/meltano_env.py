@@ -77,7 +77,8 @@ def meltano_venv() -> Path:
     subprocess.run([*pip, "--disable-pip-version-check", UV_REQUIREMENT], check=True)
     # Bytecode is compiled at install time: with PYTHONDONTWRITEBYTECODE set, every start
     # would compile.
-    uv = [_bin(venv, "uv"), "pip", "install", "--quiet", "--compile-bytecode", "--python", python]
+    uv: list[str | Path] = [_bin(venv, "uv"), "pip", "install", "--quiet", "--compile-bytecode"]
+    uv += ["--python", python]
     subprocess.run([*uv, MELTANO_REQUIREMENT], check=True)
     ready.write_text(wanted)
     return venv

@@ -1,6 +1,7 @@
 """`make demo`: a real `meltano run` of the bundled sample accounts, pipelines, deals and sales
 activities through target-recotap into the local Recotap emulator; then what arrived (each deal
-with its accounts, linked or not), the state Meltano recorded and the record that was rejected.
+with its accounts, linked or not), the state Meltano recorded and the record that was rejected,
+and how to see it all as a page (`make browse` serves demo-output/emulator.sqlite).
 
 Meltano is installed on first use into `.meltano-venv/` (a minute; later runs reuse it).
 """
@@ -15,12 +16,13 @@ from pathlib import Path
 from meltano_env import RUN, STATE_IDS, MeltanoProject, meltano_project, seed_emulator
 
 from recotap_emulator import EmulatorServer, EmulatorStore
+from recotap_emulator.page import UNLINKED_MEANING
 
 OUT = Path(__file__).resolve().parent.parent / "demo-output"
 API_KEY = "demo-key"
 # The target's lines shown from Meltano's log, each from where its message starts.
 TARGET_LINES = ("Summary ", "Rejected ", "Skipped ")
-UNLINKED = "unlinked: Recotap held no account with this domain when the deal was written"
+UNLINKED = f"unlinked: {UNLINKED_MEANING}"
 
 
 def meltano(project: MeltanoProject, *args: str) -> str:
@@ -89,6 +91,11 @@ def main() -> int:
             message = json.loads(line)
             if message["type"] == "RECORD":
                 print(f"  {message['recotap_rejection']['reason']}")  # it names the record
+    print(
+        "\nTo see all of it as Recotap would hold it, unlinked deals flagged, in a browser:"
+        "\n  make browse   (serves this demo's data until Ctrl-C, and prints the address:"
+        " http://127.0.0.1:8765/)"
+    )
     return 0
 
 

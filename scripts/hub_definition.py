@@ -27,7 +27,8 @@ def about() -> dict[str, Any]:
         text=True,
         check=True,
     ).stdout
-    return json.loads(out)  # type: ignore[no-any-return]
+    about: dict[str, Any] = json.loads(out)
+    return about
 
 
 def setting(name: str, schema: dict[str, Any]) -> dict[str, Any]:

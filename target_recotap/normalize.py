@@ -492,6 +492,15 @@ def activity_body(record: Mapping[str, Any]) -> dict[str, Any]:
     if activity_type not in ACTIVITY_TYPES:
         raise UnhandledActivityType(activity_type)
     body = convert_fields(record, CALL_FIELDS if activity_type == "call" else EMAIL_FIELDS)
+    # Flat contact fields (what a stream map can build: a map cannot make a list of objects)
+    # become one more contact, held to the same rule as the others: it needs an email.
+    contact = {name: body.pop(flat) for flat, name in FLAT_CONTACT_FIELDS.items() if flat in body}
+    if contact:
+        if "email" not in contact:
+            raise InvalidRecord(f"{FLAT_CONTACT_EMAIL} is missing or empty")
+        body.setdefault("contacts", []).append(contact)
+    if body.get("contacts") == []:
+        raise InvalidRecord("contacts must hold at least one contact")
     for name in REQUIRED_ACTIVITY_FIELDS:
         if name not in body:
             raise InvalidRecord(f"{name} is missing or empty")
@@ -501,7 +510,8 @@ def activity_body(record: Mapping[str, Any]) -> dict[str, Any]:
 
 
 def activity_contacts(value: Any, field_name: str) -> list[dict[str, Any]]:
-    """The people of an activity: at least one, each with an email (a null entry is dropped).
+    """The people of an activity, each with an email (a null entry is dropped); that there is
+    at least one is judged with the flat contact fields (``activity_body``).
 
     Which contact fields Recotap requires lies beyond the part of the reference available; an
     email on each is the safe assumption.
@@ -519,8 +529,6 @@ def activity_contacts(value: Any, field_name: str) -> list[dict[str, Any]]:
         if "email" not in person:
             raise InvalidRecord(f"{where}.email is missing or empty")
         people.append(person)
-    if not people:
-        raise InvalidRecord(f"{field_name} must hold at least one contact")
     return people
 
 
@@ -539,6 +547,12 @@ def call_direction(value: Any, field_name: str) -> str:
     return text
 
 
+FLAT_CONTACT_EMAIL = "contactEmail"
+FLAT_CONTACT_FIELDS = {
+    FLAT_CONTACT_EMAIL: "email",
+    "contactName": "name",
+    "contactExternalId": "externalContactId",
+}
 _ACTIVITY_TYPE: dict[str, tuple[Converter, tuple[str, ...]]] = {
     "activityType": (to_text, ("activity_type",))
 }
@@ -555,6 +569,9 @@ _ACTIVITY_FIELDS: dict[str, tuple[Converter, tuple[str, ...]]] = {
     "ownerName": (to_text, ("owner_name",)),
     "ownerId": (to_text, ("owner_id",)),
     "from": (activity_sender, ()),
+    FLAT_CONTACT_EMAIL: (to_email, ("contact_email",)),
+    "contactName": (to_text, ("contact_name",)),
+    "contactExternalId": (to_text, ("contact_external_id",)),
 }
 CALL_FIELDS = field_table(
     {

@@ -6,6 +6,7 @@ import copy
 import gc
 import io
 import os
+import reprlib
 import signal
 import sys
 import time
@@ -92,7 +93,9 @@ class TargetRecotap(SingerTarget):
     """Pushes CRM accounts, deals, deal pipelines and sales activities into Recotap."""
 
     name = "target-recotap"
-    config_jsonschema = CONFIG_SCHEMA
+    # A copy: the SDK adds its built-in settings to this dict in place, and CONFIG_SCHEMA is
+    # what this target's settings are (read by the docs, the Hub definition and the tests).
+    config_jsonschema = copy.deepcopy(CONFIG_SCHEMA)
     message_reader_class = LineCountingReader
     message_reader: LineCountingReader  # made from message_reader_class: none is passed in
 
@@ -198,6 +201,16 @@ class TargetRecotap(SingerTarget):
             raise InvalidJSONSchema(
                 f"the SCHEMA of stream {stream!r} has no 'properties': "
                 "a tap must declare its fields"
+            )
+        keys = message_dict.get("key_properties")
+        if keys is not None and not (
+            isinstance(keys, list) and all(isinstance(key, str) for key in keys)
+        ):
+            # The SDK would take a string's letters for the names ('e', 'x', ...) and reject
+            # every record as missing a key property 'e'.
+            raise InvalidJSONSchema(
+                f"the SCHEMA of stream {stream!r} gives key_properties as {reprlib.repr(keys)}, "
+                "not as a list of field names"
             )
         self.rejects.remember_schema(message_dict)
         self.register_schema(message_dict)

@@ -34,6 +34,23 @@ if UNDER_MUTATION:
     from mutation import pytest_runtest_call  # noqa: F401  (a hook: pytest finds it here)
 
 
+def pytest_terminal_summary(terminalreporter) -> None:
+    """Name the files tests kept for a person to look at (``record_property("artifact", path)``;
+    under pytest-xdist the properties come back from the workers with each report)."""
+    kept = [
+        value
+        for reports in terminalreporter.stats.values()
+        for report in reports
+        if getattr(report, "when", None) == "call"
+        for name, value in getattr(report, "user_properties", ())
+        if name == "artifact"
+    ]
+    if kept:
+        terminalreporter.write_sep("-", "test artifacts")
+        for path in kept:
+            terminalreporter.write_line(str(path))
+
+
 @pytest.fixture(autouse=True)
 def _signal_handlers_restored():
     """A target run in this process installs its SIGINT and SIGTERM handlers (the SDK does, in

@@ -3,6 +3,7 @@ request, when the run turns create-only, how custom fields are learnt, and what 
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 from typing import Any
@@ -75,7 +76,7 @@ class Host(Target):
     """The least an SDK sink is built from, with this target's settings."""
 
     name = "target-host"
-    config_jsonschema = CONFIG_SCHEMA
+    config_jsonschema = copy.deepcopy(CONFIG_SCHEMA)  # the SDK adds to it in place
 
     def __init__(self, context: SinkContext, config: dict[str, Any]) -> None:
         self.sink_context = context

@@ -59,6 +59,26 @@ from target_recotap.validation import is_multiple
             json.dumps(schema("deals", {"type": "object"})),
             "the SCHEMA of stream 'deals' has no 'properties': a tap must declare its fields",
         ),
+        (
+            json.dumps(
+                {
+                    **schema("deals", {"type": "object", "properties": {}}),
+                    "key_properties": "externalDealId",
+                }
+            ),
+            "the SCHEMA of stream 'deals' gives key_properties as 'externalDealId', not as a "
+            "list of field names",
+        ),
+        (
+            json.dumps(
+                {
+                    **schema("deals", {"type": "object", "properties": {}}),
+                    "key_properties": [["externalDealId"]],
+                }
+            ),
+            "the SCHEMA of stream 'deals' gives key_properties as [['externalDealId']], not as a "
+            "list of field names",
+        ),
     ],
 )
 def test_bad_line_settles_what_came_before_and_names_the_line(

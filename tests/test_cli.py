@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import re
 import time
@@ -24,6 +25,7 @@ from support import (
 )
 
 from target_recotap.settings import CONFIG_SCHEMA
+from target_recotap.target import TargetRecotap
 
 
 def test_version_and_about_list_every_setting():
@@ -34,6 +36,16 @@ def test_version_and_about_list_every_setting():
     assert about.returncode == 0
     for name in CONFIG_SCHEMA["properties"]:
         assert f"| {name} |" in about.stdout
+
+
+def test_a_target_leaves_the_settings_schema_as_written(emulator):
+    # The SDK adds its built-in settings (stream_maps, batch_size_rows, ...) to the target's
+    # config_jsonschema in place: were that CONFIG_SCHEMA itself, the first target made in a
+    # process would change what every later reader of it (the docs check above) sees.
+    written = copy.deepcopy(CONFIG_SCHEMA)
+    TargetRecotap(config=config_for(emulator))
+    assert written == CONFIG_SCHEMA
+    assert "stream_maps" not in CONFIG_SCHEMA["properties"]
 
 
 def test_unknown_stream_is_skipped_with_a_warning(emulator, tmp_path):

@@ -452,11 +452,13 @@ def test_a_proxy_of_another_kind_is_refused_saying_so(monkeypatch):
 
 
 def test_a_socks_proxy_is_taken_once_pysocks_is_there(monkeypatch):
-    # PySocks is not installed here: a stand-in module of its name shows that the refusal
-    # asks for that module, and only for a socks:// proxy.
+    # Without PySocks (none is importable while sys.modules holds None for it; the test
+    # extra's selenium brings the real one), then with a stand-in module of its name: the
+    # refusal asks for that module, and only for a socks:// proxy.
     monkeypatch.setenv("HTTP_PROXY", "socks5://127.0.0.1:1080")
     for name in ("NO_PROXY", "no_proxy", "http_proxy"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setitem(sys.modules, "socks", None)
     with pytest.raises(EnvironmentUnusable, match=r"^the socks5 proxy .* needs PySocks"):
         route_for("http://127.0.0.1:9/api/v1")
 

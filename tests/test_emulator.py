@@ -8,6 +8,7 @@ import json
 import select
 import signal
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -452,6 +453,36 @@ def test_lost_response_after_write(emulator):
     assert post_deals(emulator, [deal("d-2")]).status_code == 200
 
 
+def test_the_request_log_names_each_fault_the_emulator_injected(emulator):
+    faults = emulator.faults
+    faults.script.extend(["429", "503", "ok", "lose", "cut"])
+    for _ in range(3):
+        post_deals(emulator, [deal("d-1")])
+    for _ in range(2):
+        with pytest.raises((requests.ConnectionError, requests.exceptions.ChunkedEncodingError)):
+            post_deals(emulator, [deal("d-1")])
+    faults.refuse_ids["d-refused"] = "must not be refused"
+    post_deals(emulator, [deal("d-refused")])
+    faults.fail_ids["d-failed"] = "fails"
+    faults.drop_ids.add("d-1")
+    post_deals(emulator, [deal("d-1"), deal("d-failed")])
+    post_deals(emulator, [deal("d-2", name="")])  # failed by Recotap's own rule: no fault
+
+    log = emulator.store.requests()
+
+    assert [(entry["status"], entry["fault"]) for entry in log] == [
+        (429, "throttled"),
+        (503, "server error"),
+        (200, None),
+        (200, "response lost"),
+        (200, "response cut"),
+        (400, "refused by a rule"),
+        (200, "items failed, results left out"),
+        (200, None),
+    ]
+    assert emulator.store.stats()["injected"] == 6
+
+
 def test_lose_rate_spares_reads(emulator):
     emulator.faults.lose_rate = 1.0
 
@@ -697,14 +728,46 @@ def test_file_store_persists_across_instances(tmp_path):
         reopened.close()
 
 
+def test_an_older_file_gains_the_fault_column(tmp_path):
+    path = tmp_path / "older.sqlite"
+    with sqlite3.connect(path) as older:
+        older.execute(
+            "CREATE TABLE requests (seq INTEGER PRIMARY KEY AUTOINCREMENT, endpoint TEXT NOT NULL,"
+            " status INTEGER, items INTEGER NOT NULL, lost INTEGER NOT NULL DEFAULT 0,"
+            " timestamp TEXT NOT NULL)"
+        )
+        older.execute(
+            "INSERT INTO requests (endpoint, status, items, timestamp)"
+            " VALUES ('POST /deals', 200, 1, '2026-01-01T00:00:00.000Z')"
+        )
+    older.close()
+
+    store = EmulatorStore(path)
+    try:
+        seq = store.begin_request("POST /deals", 2)
+        store.finish_request(seq, 429, fault="throttled")
+        assert [(r["status"], r["fault"]) for r in store.requests()] == [
+            (200, None),
+            (429, "throttled"),
+        ]
+    finally:
+        store.close()
+
+
 # CLI
 
 
 def test_cli_show_lists_a_file_database(tmp_path, capsys):
     path = tmp_path / "emulator.sqlite"
     store = EmulatorStore(path)
+    store.write_accounts(
+        [{"domain": "acme.com", "name": "Acme"}], upsert=False, segment_id=None, seq=3
+    )
     started = {"startDate": "2026-01-15T00:00:00Z", "associatedAccounts": [{"domain": "acme.com"}]}
-    store.upsert_deals([deal("d-1", amount=75000, **started), deal("d-2")], seq=4)
+    elsewhere = {"associatedAccounts": [{"domain": "www.Nowhere.example"}]}
+    store.upsert_deals(
+        [deal("d-1", amount=75000, **started), deal("d-2"), deal("d-3", **elsewhere)], seq=4
+    )
     store.create_pipelines([pipeline("smb")])
     store.close()
 
@@ -720,7 +783,9 @@ def test_cli_show_lists_a_file_database(tmp_path, capsys):
     ]
     assert table[2].split() == ["d-1", "Deal", "d-1", "75000", "2026-01-15T00:00:00Z", "acme.com"]
     assert table[3].split() == ["d-2", "Deal", "d-2"]
-    assert len(table) == 4
+    # A domain with no account when the deal was written is marked.
+    assert table[4].split() == ["d-3", "Deal", "d-3", "www.Nowhere.example", "(unlinked)"]
+    assert table[5:] == ["", "1 of 3 deals name a domain Recotap has no account for"]
 
     assert main(["show", "pipelines", "--db", str(path), "--json"]) == 0
     assert json.loads(capsys.readouterr().out) == [pipeline("smb")]

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import base64
 import http.client
-import importlib.util
+import os
 import select
 import socket
 import threading
@@ -217,10 +217,14 @@ def test_the_proxy_gone_mid_run_is_retried_and_named(emulator, proxy, tmp_path):
     ],
 )
 def test_an_unusable_proxy_stops_the_run_with_one_line(tmp_path, proxy_url, expected):
-    if proxy_url.startswith("socks") and importlib.util.find_spec("socks") is not None:
-        pytest.skip("PySocks is installed here, so a SOCKS proxy is usable")
     config = {"api_key": "k", "api_url": "http://127.0.0.1:9/api/v1"}
     env = {"HTTP_PROXY": proxy_url, "http_proxy": proxy_url, "NO_PROXY": "", "no_proxy": ""}
+    # The test extra brings PySocks (selenium needs it): the target is run as if it were not
+    # installed, which none can be imported while sys.modules holds None for it.
+    hide = tmp_path / "without-pysocks"
+    hide.mkdir()
+    (hide / "sitecustomize.py").write_text("import sys\nsys.modules['socks'] = None\n")
+    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(hide), os.environ.get("PYTHONPATH")]))
 
     run = run_cli(["--config", str(write_config(tmp_path, config))], ["never read"], env=env)
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import json
+import logging
 import subprocess
 import sys
 from pathlib import Path
@@ -49,18 +50,19 @@ def messages(crm: str) -> list[dict[str, Any]]:
     return [json.loads(line) for line in lines if line.strip()]
 
 
-def run_recipe(crm: str, emulator: Any, capsys: Any) -> Any:
-    outcome = run_in_process(config_for(emulator, **loader_config(crm)), messages(crm), capsys)
-    assert outcome.exit_code == 0, outcome.log
-    assert "Rejected" not in outcome.log
+def run_recipe(crm: str, emulator: Any, capsys: Any, caplog: Any) -> Any:
+    with caplog.at_level(logging.INFO):
+        outcome = run_in_process(config_for(emulator, **loader_config(crm)), messages(crm), capsys)
+    assert outcome.exit_code == 0, caplog.text
+    assert "Rejected" not in caplog.text
     return outcome
 
 
 # --- HubSpot (MeltanoLabs tap-hubspot) -----------------------------------------------------
 
 
-def test_hubspot_recipe(emulator, capsys):
-    outcome = run_recipe("hubspot", emulator, capsys)
+def test_hubspot_recipe(emulator, capsys, caplog):
+    outcome = run_recipe("hubspot", emulator, capsys, caplog)
     assert emulator.store.deals() == {
         "18231947301": {
             "externalDealId": "18231947301",
@@ -125,14 +127,50 @@ def test_hubspot_recipe(emulator, capsys):
         "globex.com": {"domain": "globex.com", "name": "Globex", "externalId": "8312345602"},
         # 8312345603 is archived, 8312345604 has neither domain nor website: filtered out.
     }
+    assert emulator.store.activities() == {
+        # Sent from the CRM: the rep is the sender, the contact the recipient.
+        "61200000001": {
+            "externalActivityId": "61200000001",
+            "activityType": "email",
+            "occurredAt": "2026-04-22T10:30:00Z",
+            "domain": "globex.com",
+            "ownerEmail": "jane@yourcompany.com",
+            "contacts": [{"email": "hank@globex.com"}],
+            "subject": "Enterprise plan pricing",
+            "ownerId": "52617894",
+        },
+        # A reply: the other way round; of two recipients, the first is the owner.
+        "61200000002": {
+            "externalActivityId": "61200000002",
+            "activityType": "email",
+            "occurredAt": "2026-04-23T08:05:12Z",
+            "domain": "acme.com",
+            "ownerEmail": "jane@yourcompany.com",
+            "contacts": [{"email": "wile@acme.com"}],
+            "subject": "Re: Enterprise plan pricing",
+            "ownerId": "52617894",
+        },
+        # Logged without a send status; of two recipients, the first is the contact.
+        "61200000003": {
+            "externalActivityId": "61200000003",
+            "activityType": "email",
+            "occurredAt": "2026-04-24T15:00:00Z",
+            "domain": "initech.com",
+            "ownerEmail": "jane@yourcompany.com",
+            "contacts": [{"email": "lisa@initech.com"}],
+            "subject": "Pilot kick-off",
+            "ownerId": "52617894",
+        },
+        # 61200000004 bounced, 61200000005 is forwarded, 61200000006 archived: filtered out.
+    }
     assert outcome.states == [messages("hubspot")[-1]["value"]]
 
 
 # --- Pipedrive (singer-io tap-pipedrive) ----------------------------------------------------
 
 
-def test_pipedrive_recipe(emulator, capsys):
-    outcome = run_recipe("pipedrive", emulator, capsys)
+def test_pipedrive_recipe(emulator, capsys, caplog):
+    outcome = run_recipe("pipedrive", emulator, capsys, caplog)
     assert emulator.store.deals() == {
         "1042": {
             "externalDealId": "1042",
@@ -188,14 +226,46 @@ def test_pipedrive_recipe(emulator, capsys):
         "globex.com": {"domain": "globex.com", "name": "Globex", "externalId": "502"},
         # organization 503 is deleted, 504 has no web site: filtered out.
     }
+    assert emulator.store.activities() == {
+        "3101": {
+            "externalActivityId": "3101",
+            "activityType": "call",
+            "occurredAt": "2026-04-22T10:30:00Z",
+            "domain": "acme.com",
+            # From stream_map_config's owner table.
+            "ownerEmail": "jane@yourcompany.com",
+            # The attendee's email and name; its status, person_id, ... are not Recotap's.
+            "contacts": [{"email": "wile@acme.com", "name": "Wile E. Coyote"}],
+            "subject": "Discovery call",
+            "ownerId": "13370",
+            "durationMinutes": 25,
+        },
+        # No due time (the day's start), no duration, two attendees.
+        "3102": {
+            "externalActivityId": "3102",
+            "activityType": "email",
+            "occurredAt": "2026-04-23T00:00:00Z",
+            "domain": "globex.com",
+            "ownerEmail": "jane@yourcompany.com",
+            "contacts": [
+                {"email": "frank@globex.com", "name": "Frank Grimes"},
+                {"email": "mindy@globex.com", "name": "Mindy"},
+            ],
+            "subject": "Proposal sent",
+            "ownerId": "13370",
+        },
+        # 3103 is a meeting (skipped by type, with a warning), 3104 is not done yet, 3105 is
+        # deleted: not sent.
+    }
+    assert "Skipped activityType 'meeting' in sales_activities (1 record)" in caplog.text
     assert outcome.states == [messages("pipedrive")[-1]["value"]]
 
 
 # --- Salesforce (singer-io tap-salesforce) --------------------------------------------------
 
 
-def test_salesforce_recipe(emulator, capsys):
-    outcome = run_recipe("salesforce", emulator, capsys)
+def test_salesforce_recipe(emulator, capsys, caplog):
+    outcome = run_recipe("salesforce", emulator, capsys, caplog)
     assert emulator.store.deals() == {
         "0065g00000XyZ12AAB": {
             "externalDealId": "0065g00000XyZ12AAB",
@@ -270,7 +340,11 @@ def fields_read(expression: str) -> set[tuple[str, ...]]:
                 found.add(path)
         elif isinstance(node, ast.Subscript) and isinstance(node.value, ast.Name):
             assert isinstance(node.slice, ast.Constant), expression
-            found.add((node.value.id, node.slice.value))
+            owner_name, key = node.value.id, node.slice.value
+            if owner_name in {"record", "_"}:
+                found.add((key,))
+            elif owner_name not in NOT_FIELDS and not isinstance(key, int):  # not a position
+                found.add((owner_name, key))
         elif isinstance(node, ast.Name) and node.id not in NOT_FIELDS:
             found.add((node.id,))
     return found
@@ -307,8 +381,8 @@ STAGE_STREAMS = {
 
 
 @pytest.mark.parametrize("crm", CRMS)
-def test_recipes_order_stages_by_the_taps_own_order(crm, emulator, capsys):
-    run_recipe(crm, emulator, capsys)
+def test_recipes_order_stages_by_the_taps_own_order(crm, emulator, capsys, caplog):
+    run_recipe(crm, emulator, capsys, caplog)
     in_order = emulator.store.pipelines()
     emulator.store.reset()
     shuffled = messages(crm)
@@ -334,9 +408,25 @@ def test_recipes_read_only_fields_of_the_taps_schema(crm):
     extractor = recipe(crm)["plugins"]["extractors"][0]
     assert {pattern.split(".")[0] for pattern in extractor["select"]} == set(maps)
     for stream, stream_map in maps.items():
-        assert stream_map["__alias__"] in {"deals", "deal_stages", "accounts"}
+        assert stream_map["__alias__"] in {"deals", "deal_stages", "accounts", "sales_activities"}
         allowed = OTHER_TAP_VERSIONS.get(crm, {}).get(stream, set())
         assert unknown_fields(stream_map, stream_schemas[stream], allowed) == [], (crm, stream)
+
+
+@pytest.mark.parametrize("crm", CRMS)
+def test_what_recipes_read_from_config_is_in_their_stream_map_config(crm):
+    config = loader_config(crm)
+    read = {
+        node.slice.value
+        for stream_map in config["stream_maps"].values()
+        for expression in stream_map.values()
+        if isinstance(expression, str)
+        for node in ast.walk(ast.parse(expression, mode="eval"))
+        if isinstance(node, ast.Subscript)
+        and isinstance(node.value, ast.Name)
+        and node.value.id == "config"
+    }
+    assert read <= set(config.get("stream_map_config", {})), crm
 
 
 def test_recipes_are_valid_meltano_yml():
@@ -362,6 +452,8 @@ def test_the_field_check_catches_a_misspelt_field():
     }
     assert fields_read("str(record.get('owner_id') or '')") == {("owner_id",)}
     assert fields_read("'salesforce'") == set()
+    assert fields_read("config['owner_emails'].get(str(user_id))") == {("user_id",)}
+    assert fields_read("record['type'] or (attendees or [{}])[0]") == {("type",), ("attendees",)}
     hubspot = schemas("hubspot")["deals"]
     misspelt = {"name": "properties.get('deal_name')", "amount": "propertes['amount']"}
     assert unknown_fields(misspelt, hubspot) == [

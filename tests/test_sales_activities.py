@@ -166,6 +166,52 @@ def test_an_activity_is_sent_only_the_fields_of_its_own_type(emulator, capsys):
     }
 
 
+def test_flat_contact_fields_become_one_more_contact(emulator, capsys):
+    # What a stream map can build (it cannot make a list of objects): the contact's fields
+    # side by side with the activity's, Recotap's names or their twins.
+    flat = activity(1, contactEmail=" hank@globex.com", contactName="Hank Scorpio")
+    flat["contactExternalId"] = 77
+    del flat["contacts"]
+    twins = activity(2, contact_email="lisa@acme.com", contact_external_id="c-9")
+    twins["contacts"] = [None]  # a list with no contact in it, and a flat one: the flat one
+    both = activity(3, contactEmail="marge@acme.com")
+    outcome = run_in_process(config_for(emulator), activities_messages([flat, twins, both]), capsys)
+    assert outcome.exit_code == 0
+    assert {key: a["contacts"] for key, a in emulator.store.activities().items()} == {
+        "act-1": [{"email": "hank@globex.com", "name": "Hank Scorpio", "externalContactId": "77"}],
+        "act-2": [{"email": "lisa@acme.com", "externalContactId": "c-9"}],
+        "act-3": [{"email": "john@acme.com"}, {"email": "marge@acme.com"}],
+    }
+
+
+FLAT_CONTACT_INVALID = [
+    ({"contactName": "Hank"}, "record 'act-1': contactEmail is missing or empty"),
+    (
+        {"contact_email": "hank at globex"},
+        "record 'act-1': contact_email 'hank at globex' is not a valid email",
+    ),
+    (
+        {"contactEmail": " ", "contactExternalId": "c-1"},
+        "record 'act-1': contactEmail is missing or empty",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("fields", "reason"), FLAT_CONTACT_INVALID, ids=[reason for _, reason in FLAT_CONTACT_INVALID]
+)
+def test_a_flat_contact_needs_a_valid_email_as_any_contact_does(
+    emulator, capsys, caplog, fields, reason
+):
+    # Even beside a valid contacts list: a flat contact without an email is the record's error.
+    outcome = run_in_process(
+        config_for(emulator), activities_messages([activity(1, **fields)]), capsys
+    )
+    assert outcome.exit_code == 3
+    assert f"Rejected sales_activities {reason}" in caplog.text
+    assert emulator.store.activities() == {}
+
+
 def test_nulls_and_empties_are_left_out(emulator, capsys):
     optional = {
         name: value

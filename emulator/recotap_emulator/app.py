@@ -20,7 +20,14 @@ from werkzeug.exceptions import MethodNotAllowed, NotFound
 from werkzeug.routing import Map, Rule
 from werkzeug.wrappers import Request, Response
 
-from recotap_emulator.faults import FaultInjector, Faults
+from recotap_emulator.faults import (
+    ITEMS_FAILED,
+    REFUSED,
+    RESULTS_LEFT_OUT,
+    FaultInjector,
+    Faults,
+)
+from recotap_emulator.page import FieldOrder, page_response
 from recotap_emulator.store import EmulatorStore, utc_timestamp
 from target_recotap.addresses import is_email
 
@@ -36,6 +43,8 @@ ADMIN_PATH = "/_emulator"
 LOST_RESPONSE_KEY = "recotap_emulator.lost_response"
 #: WSGI environ entry the server sets: time.monotonic() when the request line arrived.
 RECEIVED_KEY = "recotap_emulator.received"
+#: WSGI environ entry the handlers add to: the faults they injected (refusals, failed items).
+INJECTED_KEY = "recotap_emulator.injected"
 MAX_DEALS = 100
 MAX_PIPELINES = 20
 MAX_ACTIVITIES = 50
@@ -530,6 +539,7 @@ def not_found(request: Request) -> ApiError:
 
 ROUTES = Map(
     [
+        Rule("/", methods=["GET"], endpoint="page"),
         Rule(f"{BASE_PATH}/deals", methods=["POST"], endpoint="push_deals"),
         Rule(f"{BASE_PATH}/deals", methods=["GET"], endpoint="list_deals"),
         Rule(f"{BASE_PATH}/deal-stages", methods=["POST"], endpoint="push_deal_stages"),
@@ -555,6 +565,11 @@ ROUTES = Map(
         Rule(f"{ADMIN_PATH}/faults", methods=["GET", "PUT"], endpoint="admin_faults"),
     ],
     strict_slashes=False,  # Express matches "/deals/" as "/deals"
+)
+
+#: The fields of each record the page shows, in the API's order.
+PAGE_FIELDS = FieldOrder(
+    deals=tuple(DEAL.props), accounts=tuple(ACCOUNT_ITEM.props), activities=tuple(ACTIVITY.props)
 )
 
 #: Array whose length is logged as the request's item count, per API endpoint.
@@ -584,7 +599,9 @@ class EmulatorApp:
             "list_custom_fields": self._list_custom_fields,
             "create_custom_field": self._create_custom_field,
         }
+        # The page and the admin routes: no key, no faults, not logged.
         self._admin: dict[str, Callable[[Request], Response]] = {
+            "page": lambda request: page_response(self.store, request.args, PAGE_FIELDS),
             "admin_deals": lambda _: json_response(self.store.deal_records()),
             "admin_pipelines": lambda _: json_response(list(self.store.pipelines().values())),
             "admin_activities": lambda _: json_response(self.store.activity_records()),
@@ -644,7 +661,14 @@ class EmulatorApp:
             raise
         # Latency is how long an answer takes in all, the emulator's own work included.
         time.sleep(max(0.0, self.injector.latency_seconds() - (time.monotonic() - received)))
-        self.store.finish_request(seq, response.status_code, lost=decision.lose)
+        # The faults the handler injected, each named once (none when the injector answered
+        # instead of it), then the injector's own.
+        injected = list(dict.fromkeys(request.environ.get(INJECTED_KEY, ())))
+        if decision.fault is not None:
+            injected.append(decision.fault)
+        self.store.finish_request(
+            seq, response.status_code, lost=decision.lose, fault=", ".join(injected) or None
+        )
         if decision.lose:
             # The server hangs up instead of answering, or halfway through the answer.
             request.environ[LOST_RESPONSE_KEY] = "cut" if decision.cut else "dropped"
@@ -694,16 +718,17 @@ class EmulatorApp:
 
     def _push_deals(self, request: Request, body: dict[str, Any], seq: int) -> Response:
         _require_valid(body, PUSH_DEALS)
-        self._apply_refusals(body["deals"], "deals", "externalDealId")
-        self._refuse_values(body["deals"])
+        self._apply_refusals(request, body["deals"], "deals", "externalDealId")
+        self._refuse_values(request, body["deals"])
         results: list[dict[str, Any]] = []
         accepted: list[dict[str, Any]] = []
         for deal in body["deals"]:
-            error = (
-                self.faults.fail_ids.get(deal["externalDealId"])
-                or next((why for _, why in _faulty_values(deal, self.faults.fail_values)), None)
-                or deal_item_error(deal)
+            injected = self.faults.fail_ids.get(deal["externalDealId"]) or next(
+                (why for _, why in _faulty_values(deal, self.faults.fail_values)), None
             )
+            if injected is not None:
+                _note_fault(request, ITEMS_FAILED)
+            error = injected or deal_item_error(deal)
             if error is None:
                 accepted.append(deal)
                 results.append({"externalDealId": deal["externalDealId"], "status": "upserted"})
@@ -717,27 +742,39 @@ class EmulatorApp:
             "upserted": len(accepted),
             "failed": len(results) - len(accepted),
         }
-        dropped = self.faults.drop_ids
-        results = [r for r in results if r["externalDealId"] not in dropped]
+        results = self._drop_results(request, results, "externalDealId")
         return _success(request, 200, {"results": results, "summary": summary})
 
-    def _apply_refusals(self, items: list[dict[str, Any]], key: str, id_field: str) -> None:
+    def _apply_refusals(
+        self, request: Request, items: list[dict[str, Any]], key: str, id_field: str
+    ) -> None:
         rows = [
             _row(f"{key}.{index}.{id_field}", {"isRefused": self.faults.refuse_ids[item[id_field]]})
             for index, item in enumerate(items)
             if item[id_field] in self.faults.refuse_ids
         ]
         if rows:
+            _note_fault(request, REFUSED)
             raise ApiError(400, data=rows)
 
-    def _refuse_values(self, deals: list[dict[str, Any]]) -> None:
+    def _refuse_values(self, request: Request, deals: list[dict[str, Any]]) -> None:
         rows = [
             _row(f"deals.{index}.{name}", {"isRefused": message})
             for index, deal in enumerate(deals)
             for name, message in _faulty_values(deal, self.faults.refuse_values)
         ]
         if rows:
+            _note_fault(request, REFUSED)
             raise ApiError(400, data=rows)
+
+    def _drop_results(
+        self, request: Request, results: list[dict[str, Any]], id_field: str
+    ) -> list[dict[str, Any]]:
+        """The results less those of the items ``drop_ids`` names."""
+        kept = [r for r in results if r[id_field] not in self.faults.drop_ids]
+        if len(kept) < len(results):
+            _note_fault(request, RESULTS_LEFT_OUT)
+        return kept
 
     def _list_deals(self, request: Request, body: dict[str, Any], seq: int) -> Response:
         return _success(request, 200, list(self.store.deals().values()))
@@ -745,7 +782,7 @@ class EmulatorApp:
     def _push_deal_stages(self, request: Request, body: dict[str, Any], seq: int) -> Response:
         _require_valid(body, PUSH_DEAL_STAGES)
         pipelines = body["pipelines"]
-        self._apply_refusals(pipelines, "pipelines", "pipelineId")
+        self._apply_refusals(request, pipelines, "pipelines", "pipelineId")
         conflicts = self.store.create_pipelines(pipelines)
         if conflicts:
             raise ApiError(
@@ -766,7 +803,7 @@ class EmulatorApp:
     def _push_sales_activities(self, request: Request, body: dict[str, Any], seq: int) -> Response:
         _require_valid(body, PUSH_SALES_ACTIVITIES)
         activities = body["activities"]
-        self._apply_refusals(activities, "activities", "externalActivityId")
+        self._apply_refusals(request, activities, "activities", "externalActivityId")
         failing = self.faults.fail_ids
         to_store = [
             activity
@@ -784,6 +821,8 @@ class EmulatorApp:
             if activity["activityType"] not in ACTIVITY_TYPES:
                 results.append({"externalActivityId": external_id, "status": "skipped"})
             elif external_id in failing or not next(created):
+                if external_id in failing:
+                    _note_fault(request, ITEMS_FAILED)
                 error = failing.get(external_id) or duplicate_activity_message(external_id)
                 results.append(
                     {"externalActivityId": external_id, "status": "failed", "error": error}
@@ -795,8 +834,7 @@ class EmulatorApp:
             "total": len(results),
             **{status: statuses.count(status) for status in ("created", "failed", "skipped")},
         }
-        dropped = self.faults.drop_ids
-        results = [r for r in results if r["externalActivityId"] not in dropped]
+        results = self._drop_results(request, results, "externalActivityId")
         return _success(request, 200, {"results": results, "summary": summary})
 
     def _push_accounts(self, request: Request, body: dict[str, Any], seq: int) -> Response:
@@ -929,6 +967,11 @@ def _faulty_values(deal: Mapping[str, Any], faults: Mapping[str, str]) -> Iterat
         for name, value in deal.items():
             if isinstance(value, str) and value in faults:
                 yield name, faults[value]
+
+
+def _note_fault(request: Request, name: str) -> None:
+    """Name a fault a handler injected, for the request log."""
+    request.environ.setdefault(INJECTED_KEY, []).append(name)
 
 
 def _success(request: Request, status: int, data: Any) -> Response:

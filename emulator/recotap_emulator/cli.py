@@ -23,9 +23,10 @@ from recotap_emulator.app import (
     validate,
 )
 from recotap_emulator.faults import CONFLICT_FORMS, DEFAULT_BODY_LIMIT, Faults
+from recotap_emulator.page import present_fields
 from recotap_emulator.server import DEFAULT_API_KEY, EmulatorServer
 from recotap_emulator.store import MEMORY, EmulatorStore
-from target_recotap.addresses import is_loopback
+from target_recotap.addresses import clean_domain, is_loopback
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
@@ -218,9 +219,18 @@ def serve(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     )
     previous = {sig: signal.signal(sig, _request_stop) for sig in (signal.SIGINT, signal.SIGTERM)}
     try:
-        server.start()
+        try:
+            server.start()
+        except OSError as error:  # the port is taken, most likely
+            print(
+                f"recotap-emulator: cannot listen on {args.host}:{args.port}: {error.strerror}"
+                " (--port 0 picks a free port)",
+                file=sys.stderr,
+            )
+            return 2
         print(
-            f"Recotap emulator at {server.url}  X-Api-Key: {server.api_key}  db: {args.db}",
+            f"Recotap emulator at {server.url}  X-Api-Key: {server.api_key}  db: {args.db}\n"
+            f"What it holds, as a page: {server.page_url}",
             flush=True,
         )
         while True:
@@ -253,6 +263,8 @@ def show(args: argparse.Namespace) -> int:
             "activities": store.activities,
         }
         records = list(stored[args.what]().values())
+        links = store.deal_links() if args.what == "deals" else {}
+        unlinked = store.unlinked_deal_ids() if args.what == "deals" else []
     finally:
         store.close()
     if args.json:
@@ -261,7 +273,9 @@ def show(args: argparse.Namespace) -> int:
         print(f"(no {args.what})")
     elif args.what == "deals":
         columns = deal_columns(records)
-        print(format_table(columns, [_deal_row(deal, columns) for deal in records]))
+        rows = [_deal_row(deal, columns, links.get(deal["externalDealId"], {})) for deal in records]
+        print(format_table(columns, rows))
+        print(f"\n{len(unlinked)} of {len(records)} deals name a domain Recotap has no account for")
     elif args.what == "activities":
         columns = activity_columns(records)
         print(format_table(columns, [_activity_row(activity, columns) for activity in records]))
@@ -278,13 +292,14 @@ PIPELINE_COLUMNS = ("pipelineId", "pipelineLabel", "stages")
 
 def deal_columns(deals: Sequence[dict[str, Any]]) -> list[str]:
     """The deal fields that some stored deal has, in the API's order: the rest would be empty."""
-    present = {name for deal in deals for name in deal}
-    return [name for name in DEAL.props if name in present]
+    return present_fields(deals, list(DEAL.props))
 
 
-def _deal_row(deal: dict[str, Any], columns: Sequence[str]) -> list[str]:
+def _deal_row(deal: dict[str, Any], columns: Sequence[str], links: dict[str, bool]) -> list[str]:
+    """The deal's cells; each domain it names Recotap held no account for is marked."""
     accounts = ", ".join(
         str(a.get("domain") or a.get("externalId") or a.get("name"))
+        + (" (unlinked)" if links.get(clean_domain(a.get("domain") or "")) is False else "")
         for a in deal.get("associatedAccounts") or []
     )
     return [
@@ -295,8 +310,7 @@ def _deal_row(deal: dict[str, Any], columns: Sequence[str]) -> list[str]:
 
 def account_columns(accounts: Sequence[dict[str, Any]]) -> list[str]:
     """The account fields that some stored account has, in the API's order."""
-    present = {name for account in accounts for name in account}
-    return [name for name in ACCOUNT_ITEM.props if name in present]
+    return present_fields(accounts, list(ACCOUNT_ITEM.props))
 
 
 def _account_row(account: dict[str, Any], columns: Sequence[str]) -> list[str]:
@@ -316,8 +330,7 @@ def _pipeline_row(pipeline: dict[str, Any]) -> list[str]:
 
 def activity_columns(activities: Sequence[dict[str, Any]]) -> list[str]:
     """The activity fields that some stored activity has, in the API's order."""
-    present = {name for activity in activities for name in activity}
-    return [name for name in ACTIVITY.props if name in present]
+    return present_fields(activities, list(ACTIVITY.props))
 
 
 def _activity_row(activity: dict[str, Any], columns: Sequence[str]) -> list[str]:

@@ -156,6 +156,16 @@ def _problems(faults: Faults) -> list[str]:
     return problems
 
 
+#: How the request log names the faults injected into a request (``EmulatorStore.requests``).
+THROTTLED = "throttled"
+SERVER_ERROR = "server error"
+RESPONSE_LOST = "response lost"
+RESPONSE_CUT = "response cut"
+REFUSED = "refused by a rule"
+ITEMS_FAILED = "items failed"
+RESULTS_LEFT_OUT = "results left out"
+
+
 @dataclass(frozen=True)
 class FaultDecision:
     """What to do to one API request: fail it with `status` up front, or `lose` its response
@@ -164,6 +174,15 @@ class FaultDecision:
     status: int | None = None
     lose: bool = False
     cut: bool = False
+
+    @property
+    def fault(self) -> str | None:
+        """The request log's name for this fault; None when there is none."""
+        if self.status is not None:
+            return THROTTLED if self.status == 429 else SERVER_ERROR
+        if self.lose:
+            return RESPONSE_CUT if self.cut else RESPONSE_LOST
+        return None
 
 
 NO_FAULT = FaultDecision()

@@ -196,10 +196,13 @@ class _RequestHandler(WSGIRequestHandler):
         """Answer with ``body`` (its whole length announced), or only its first ``send_bytes``."""
         code, _, reason = status.partition(" ")
         self.send_response(int(code), reason)
+        length = str(len(body))
         for name, value in headers:
-            if name.lower() not in ("content-length", "connection"):
+            if name.lower() == "content-length" and self.command == "HEAD":
+                length = value  # no body: the length of the GET's, as the app reckons it
+            elif name.lower() not in ("content-length", "connection"):
                 self.send_header(name, value)
-        self.send_header("Content-Length", str(len(body)))
+        self.send_header("Content-Length", length)
         if self.close_connection:
             self.send_header("Connection", "close")
         self.end_headers()  # flushes status line and headers in one write
@@ -270,6 +273,11 @@ class EmulatorServer:
     def url(self) -> str:
         """API base URL, e.g. http://127.0.0.1:54321/api/v1."""
         return self.root_url + BASE_PATH
+
+    @property
+    def page_url(self) -> str:
+        """The page showing what the emulator holds (no key needed)."""
+        return self.root_url + "/"
 
     @property
     def admin_url(self) -> str:

@@ -80,9 +80,13 @@ CREATE TABLE IF NOT EXISTS requests (
     status    INTEGER,
     items     INTEGER NOT NULL,
     lost      INTEGER NOT NULL DEFAULT 0,
-    timestamp TEXT    NOT NULL
+    timestamp TEXT    NOT NULL,
+    fault     TEXT
 );
 """
+# Columns added since the first files were written: a file from before gains them when opened
+# for writing (`recotap-emulator serve --db` on an older file).
+_ADDED_COLUMNS = (("requests", "fault", "TEXT"),)
 
 
 def utc_timestamp() -> str:
@@ -106,6 +110,13 @@ class EmulatorStore:
             self._conn = sqlite3.connect(self.path, check_same_thread=False)
             with self._lock, self._conn:
                 self._conn.executescript(_SCHEMA)
+                self._add_missing_columns()
+
+    def _add_missing_columns(self) -> None:
+        for table, column, kind in _ADDED_COLUMNS:
+            present = {row[1] for row in self._conn.execute(f"PRAGMA table_info({table})")}
+            if column not in present:
+                self._conn.execute(f"ALTER TABLE {table} ADD COLUMN {column} {kind}")
 
     def close(self) -> None:
         """Close the connection; the store is unusable afterwards."""
@@ -133,18 +144,23 @@ class EmulatorStore:
         assert cursor.lastrowid is not None
         return cursor.lastrowid
 
-    def finish_request(self, seq: int, status: int, *, lost: bool = False) -> None:
-        """Record the status a request was answered with, and whether its response was lost."""
+    def finish_request(
+        self, seq: int, status: int, *, lost: bool = False, fault: str | None = None
+    ) -> None:
+        """Record the status a request was answered with, whether its response was lost, and
+        the faults the emulator injected into it (their names, comma-separated), if any."""
         with self._lock, self._conn:
             self._conn.execute(
-                "UPDATE requests SET status = ?, lost = ? WHERE seq = ?", (status, int(lost), seq)
+                "UPDATE requests SET status = ?, lost = ?, fault = ? WHERE seq = ?",
+                (status, int(lost), fault, seq),
             )
 
     def requests(self) -> list[dict[str, Any]]:
         """Every logged API request, oldest first."""
         with self._lock:
             rows = self._conn.execute(
-                "SELECT seq, endpoint, status, items, lost, timestamp FROM requests ORDER BY seq"
+                "SELECT seq, endpoint, status, items, lost, timestamp, fault FROM requests"
+                " ORDER BY seq"
             ).fetchall()
         return [
             {
@@ -154,12 +170,14 @@ class EmulatorStore:
                 "items": items,
                 "lost": bool(lost),
                 "timestamp": timestamp,
+                "fault": fault,
             }
-            for seq, endpoint, status, items, lost, timestamp in rows
+            for seq, endpoint, status, items, lost, timestamp, fault in rows
         ]
 
     def stats(self) -> dict[str, Any]:
-        """Request counts by endpoint and status, plus totals of 429s, 5xx and lost responses."""
+        """Request counts by endpoint and status, plus totals of 429s, 5xx, lost responses and
+        requests with an injected fault."""
         log = self.requests()
         by_endpoint: dict[str, dict[str, int]] = {}
         for entry in log:
@@ -173,6 +191,7 @@ class EmulatorStore:
             "rateLimited": statuses.count(429),
             "serverErrors": sum(1 for status in statuses if status >= 500),
             "lost": sum(1 for entry in log if entry["lost"]),
+            "injected": sum(1 for entry in log if entry["fault"]),
             "maxItems": max((entry["items"] for entry in log), default=0),
             "deals": self._count("deals"),
             "pipelines": self._count("pipelines"),
@@ -403,6 +422,37 @@ class EmulatorStore:
                 for domain in sorted(domains - {""})
             ],
         )
+
+    def unlinked_deal_ids(self) -> list[str]:
+        """The deals that name a domain Recotap held no account for when they were last written
+        with their associated accounts, in creation order."""
+        with self._lock:
+            rows = self._conn.execute(
+                "SELECT external_id FROM deals WHERE external_id IN"
+                " (SELECT external_id FROM deal_accounts WHERE NOT linked) ORDER BY rowid"
+            ).fetchall()
+        return [external_id for (external_id,) in rows]
+
+    def account_usage(self) -> dict[str, dict[str, int]]:
+        """Cleaned domain -> how many deals are linked to its account ("deals") and how many
+        sales activities name it ("activities"), for every account held."""
+        with self._lock:
+            linked = dict(
+                self._conn.execute(
+                    "SELECT domain, COUNT(*) FROM deal_accounts WHERE linked GROUP BY domain"
+                ).fetchall()
+            )
+            domains = [domain for (domain,) in self._conn.execute("SELECT domain FROM accounts")]
+        # An activity's domain is matched as an account's is, cleaned (the reference does not say
+        # whether Recotap cleans it; the target sends it cleaned).
+        activities: dict[str, int] = {}
+        for activity in self.activities().values():
+            domain = clean_domain(str(activity["domain"]))
+            activities[domain] = activities.get(domain, 0) + 1
+        return {
+            domain: {"deals": linked.get(domain, 0), "activities": activities.get(domain, 0)}
+            for domain in domains
+        }
 
     def deal_links(self) -> dict[str, dict[str, bool]]:
         """externalDealId -> {cleaned domain: whether an account with it existed when the deal
