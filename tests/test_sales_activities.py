@@ -273,6 +273,7 @@ INVALID = [
         {"direction": "Outbound"},
         "record 'act-1': direction 'Outbound' must be 'inbound' or 'outbound'",
     ),
+    ({"direction": True}, "record 'act-1': direction must be a string, got a boolean"),
     ({"from": "jane@yourcompany.com"}, "record 'act-1': from must be an object, got str"),
     ({"from": {"email": "jane@"}}, "record 'act-1': from.email 'jane@' is not a valid email"),
     ({"durationMinutes": "12 min"}, "record 'act-1': durationMinutes '12 min' is not a number"),
