@@ -111,6 +111,14 @@ def test_tags_and_custom_fields_with_nothing_left_are_not_sent(tags, fields):
             {"domain": "a.com", "name": "A", "customFields": {"X_C": float("inf")}},
             "customFields.X_C must be a finite number, got inf",
         ),
+        (
+            {"domain": "a.com", "name": "A", "customFields": {"X_C": "\ud800"}},
+            "customFields.X_C holds a lone surrogate, which is not text",
+        ),
+        (
+            {"domain": "a.com", "name": "A", "customFields": {"X_C": ["a", {"b": 1}]}},
+            "customFields.X_C[1] must be a string, got an object",
+        ),
     ],
 )
 def test_an_account_recotap_would_refuse_is_invalid_saying_why(record, reason):

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 from singer_sdk import Target
+from singer_sdk.exceptions import MissingKeyPropertiesError
 from test_sinks import Run
 
 from target_recotap.client import Reply
@@ -82,12 +83,14 @@ class Host(Target):
         super().__init__(config=config)
 
 
-def accounts_run(client: FakeAccountsApi, **config: Any) -> tuple[Run, AccountsSink]:
+def accounts_run(
+    client: FakeAccountsApi, schema: dict[str, Any] = SCHEMA, **config: Any
+) -> tuple[Run, AccountsSink]:
     run = Run(client)  # type: ignore[arg-type]
     run.target = Host(
         SinkContext(client, run.dispatcher, run.ledger, run.rejects, run.input), config
     )
-    return run, run.sink(AccountsSink, "accounts", SCHEMA, ["domain"])
+    return run, run.sink(AccountsSink, "accounts", schema, ["domain"])
 
 
 def test_a_later_version_waits_for_the_one_in_flight_and_the_state_for_both():
@@ -127,6 +130,67 @@ def test_a_later_version_waits_for_the_one_in_flight_and_the_state_for_both():
     assert names.index(["Second"]) > names.index(["First"])
     assert run.states == [{"after": 3}]
     assert buffered() == set()
+
+
+class HeldUp(FakeAccountsApi):
+    """Holds its first request until ``release`` is set."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.in_flight = threading.Event()
+        self.release = threading.Event()
+
+    def push(self, endpoint: Endpoint, items: list[dict[str, Any]]) -> Reply:
+        if not self.in_flight.is_set():
+            self.in_flight.set()
+            assert self.release.wait(timeout=10)
+        return super().push(endpoint, items)
+
+
+def test_items_held_behind_one_in_flight_take_no_place_in_the_next_batch():
+    client = HeldUp()
+    run, sink = accounts_run(client, batch_size_rows=2)
+    run.read(sink, {"domain": "a.com", "name": "A1"})
+    run.read(sink, {"domain": "b.com", "name": "B1"})
+    sink.process_batch({})
+    assert client.in_flight.wait(timeout=10)
+    run.read(sink, {"domain": "a.com", "name": "A2"})
+    run.read(sink, {"domain": "b.com", "name": "B2"})
+    run.read(sink, {"domain": "c.com", "name": "C"})
+    assert not sink.is_full  # A2 and B2 wait for their first versions: one ready of two
+    run.read(sink, {"domain": "d.com", "name": "D"})
+    assert sink.is_full
+    client.release.set()
+    run.finish(sink)
+
+    # In the order each request was answered: C and D may go before A2 and B2 are free.
+    names = [[a["name"] for a in body["accounts"]] for body in client.bodies]
+    assert sorted(names) == [["A1", "B1"], ["A2", "B2"], ["C", "D"]]
+    assert names.index(["A2", "B2"]) > names.index(["A1", "B1"])
+
+
+def test_at_the_end_a_version_behind_one_in_flight_is_waited_for_not_spun_on():
+    client = HeldUp()
+    run, sink = accounts_run(client)
+    run.read(sink, {"domain": "a.com", "name": "First"})
+    sink.process_batch({})
+    assert client.in_flight.wait(timeout=10)
+    run.read(sink, {"domain": "a.com", "name": "Second"})
+    looks = []
+    busy_among = run.dispatcher.busy_among
+    run.dispatcher.busy_among = lambda keys: (looks.append(keys), busy_among(keys))[1]  # type: ignore[method-assign]
+    run.input.finished = run.input.complete = True
+    draining = threading.Thread(target=sink.process_batch, args=({},))
+    draining.start()
+    draining.join(timeout=0.5)
+    assert draining.is_alive()  # waiting for First to land
+    assert len(looks) <= 2  # a wait, not a loop asking again and again
+    client.release.set()
+    draining.join(timeout=10)
+    run.dispatcher.wait_all()
+    run.dispatcher.close()
+
+    assert [body["accounts"][0]["name"] for body in client.bodies] == ["First", "Second"]
 
 
 def test_requests_refused_for_upsert_at_once_turn_the_run_create_only_with_one_warning(
@@ -179,7 +243,8 @@ def test_a_business_400_about_the_segment_stops_the_run_and_rejects_nothing(refu
             super().push(endpoint, items)
             raise RequestRejected("400", 400, [], refusal)
 
-    run, sink = accounts_run(Refusing(), accounts_segment_id="seg-1")
+    client = Refusing()
+    run, sink = accounts_run(client, accounts_segment_id="seg-1")
     run.read(sink, {"domain": "a.com", "name": "A"})
     run.read(sink, {"domain": "b.com", "name": "B"})
     if stops:
@@ -189,6 +254,9 @@ def test_a_business_400_about_the_segment_stops_the_run_and_rejects_nothing(refu
     else:  # not the segment's fault: the request is halved to find the accounts to blame
         run.finish(sink)
         assert run.rejects.total == 2
+    # A refusal that does not name upsert leaves the run upserting.
+    assert sink.endpoint.mode is WriteMode.UPSERT
+    assert all(body["upsert"] is True for body in client.bodies)
 
 
 def test_custom_fields_are_listed_once_a_run_as_the_first_account_carrying_one_arrives():
@@ -242,6 +310,62 @@ def test_a_field_recotap_refuses_to_create_is_left_out_saying_why(caplog):
         "failed: POST /accounts/custom-field answered 400: label too long: 2 accounts sent "
         "without it"
     ) in caplog.messages
+
+
+def test_a_field_answered_409_but_not_listed_is_left_out_saying_so_and_tried_once(caplog):
+    client = FakeAccountsApi()
+    client.on_create = lambda field: False  # 409, yet the listing read again lacks it
+    run, sink = accounts_run(client, create_custom_fields=True)
+    run.read(sink, {"domain": "a.com", "name": "A", "customFields": {"ON_C": "x"}})
+    run.read(sink, {"domain": "b.com", "name": "B", "customFields": {"ON_C": "y"}})
+    run.finish(sink)
+    with caplog.at_level(logging.WARNING):
+        sink.log_summary()
+
+    assert len(client.created) == 1
+    assert client.listings == 2
+    assert [a.get("customFields") for a in client.bodies[0]["accounts"]] == [None, None]
+    assert (
+        "Account custom field 'ON_C' is not among Recotap's active ones, and creating it "
+        "answered 409 (it exists) though Recotap does not list it as active: 2 accounts sent "
+        "without it"
+    ) in caplog.messages
+
+
+def test_a_field_is_typed_from_the_schema_s_snake_case_twin():
+    twin = {
+        "type": "object",
+        "properties": {
+            "domain": {"type": "string"},
+            "name": {"type": "string"},
+            "custom_fields": {"type": "object", "properties": {"SEATS_C": {"type": "integer"}}},
+        },
+    }
+    client = FakeAccountsApi()
+    run, sink = accounts_run(client, twin, create_custom_fields=True)
+    run.read(sink, {"domain": "a.com", "name": "A", "custom_fields": {"SEATS_C": 3}})
+    run.finish(sink)
+
+    assert client.created == [{"label": "Seats", "labelType": "number"}]
+    assert client.bodies[0]["accounts"][0]["customFields"] == {"SEATS_C": 3}
+
+
+@pytest.mark.parametrize("custom", [{"type": "object"}, True], ids=["no properties", "true"])
+def test_a_schema_that_types_no_custom_field_makes_each_created_one_text(custom):
+    schema = {"type": "object", "properties": {**SCHEMA["properties"], "customFields": custom}}
+    client = FakeAccountsApi()
+    run, sink = accounts_run(client, schema, create_custom_fields=True)
+    run.read(sink, {"domain": "a.com", "name": "A", "customFields": {"SEATS_C": 3}})
+    run.finish(sink)
+
+    assert client.created == [{"label": "Seats", "labelType": "singleLineText"}]
+    assert client.bodies[0]["accounts"][0]["customFields"] == {"SEATS_C": 3}
+
+
+def test_a_record_without_the_stream_s_key_property_stops_the_run():
+    run, sink = accounts_run(FakeAccountsApi())
+    with pytest.raises(MissingKeyPropertiesError, match="key property 'domain'"):
+        run.read(sink, {"name": "A"})
 
 
 def test_a_rejected_account_is_named_by_its_cleaned_domain():

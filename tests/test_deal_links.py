@@ -5,6 +5,7 @@ holds when the deal is written (and stores it unlinked otherwise); and it waits 
 from __future__ import annotations
 
 import threading
+import time
 from typing import Any
 
 from support import (
@@ -242,9 +243,57 @@ def test_accounts_sent_for_a_deal_fill_one_request_and_the_rest_wait_for_their_b
     assert "c129.example" in {a["domain"] for a in request["accounts"]}
     still = [n for n in range(130) if accounts.buffered_before(f"c{n}.example", 10**9)]
     assert len(still) == 30
+    assert not accounts.is_full
     run.input.finished = run.input.complete = True
     deals.process_batch({})
     accounts.process_batch({})
     run.dispatcher.wait_all()
     run.dispatcher.close()
     assert api.order.index("deal:D") > api.order.index("account:C129")
+
+
+def test_a_deal_whose_account_is_in_flight_goes_with_its_batch_and_waits_for_it_there():
+    api = Recording()
+    api.release.clear()
+    run, accounts = accounts_run(api)
+    deals = run.sink(DealsSink, "deals", DEAL_SCHEMA, ["externalDealId"])
+    run.read(accounts, {"domain": "acme.com", "name": "A"})
+    accounts.process_batch({})
+    assert api.in_flight.wait(timeout=10)
+    run.read(deals, deal(1, name="D", associatedAccounts=[{"domain": "acme.com"}]))
+    deals.process_batch({})  # a drain while reading: the deal leaves the buffer at once
+    assert not deals.buffered_before("deal-1", 10**9)
+    time.sleep(0.3)  # time enough for a deal sent too soon to arrive
+    assert api.order == []
+    api.release.set()
+    run.dispatcher.wait_all()
+    run.dispatcher.close()
+
+    assert api.order == ["account:A", "deal:D"]
+
+
+def test_a_drain_while_reading_leaves_an_account_behind_one_in_flight_and_returns():
+    # acme.com v2 waits behind v1 in flight; a deal naming it is read, and the deals sink
+    # drains while reading goes on: v2 stays in the buffer, and the drain does not wait.
+    api = Recording()
+    api.release.clear()
+    run, accounts = accounts_run(api)
+    deals = run.sink(DealsSink, "deals", DEAL_SCHEMA, ["externalDealId"])
+    run.read(accounts, {"domain": "acme.com", "name": "v1"})
+    accounts.process_batch({})
+    assert api.in_flight.wait(timeout=10)
+    run.read(accounts, {"domain": "acme.com", "name": "v2"})
+    run.read(deals, deal(1, name="D", associatedAccounts=[{"domain": "acme.com"}]))
+    draining = threading.Thread(target=deals.process_batch, args=({},))
+    draining.start()
+    draining.join(timeout=5)
+    assert not draining.is_alive()  # reading goes on while v1 is in flight
+    assert accounts.buffered_before("acme.com", 10**9)
+    api.release.set()
+    run.input.finished = run.input.complete = True
+    deals.process_batch({})
+    accounts.process_batch({})
+    run.dispatcher.wait_all()
+    run.dispatcher.close()
+
+    assert api.order == ["account:v1", "account:v2", "deal:D"]

@@ -16,6 +16,8 @@ from support import (
     write_config,
 )
 
+from target_recotap.rejects import REJECTION_KEY
+
 
 def deal_requests(emulator):
     return [r for r in emulator.store.requests() if r["endpoint"] == "POST /deals"]
@@ -167,3 +169,26 @@ def test_associated_domains_are_sent_as_recotap_cleans_them_and_one_with_no_host
         "domain once cleaned"
     ) in run.stderr
     assert run.returncode == 3  # a record rejected, more than max_rejected_records (0)
+
+
+def test_a_merged_deal_the_answer_leaves_out_is_rejected_whole(emulator, capsys, tmp_path):
+    # No answer to send its versions apart on: both records are rejected, with the reason.
+    dead_letter = tmp_path / "rejected.jsonl"
+    emulator.faults.drop_ids = {"deal-3"}
+    messages = deals_messages([deal(3, amount=1), deal(4), deal(3, amount=2)])
+
+    config = config_for(emulator, dead_letter_path=str(dead_letter), max_rejected_records=2)
+
+    outcome = run_in_process(config, messages, capsys)
+
+    assert outcome.exit_code == 0
+    assert [r["items"] for r in deal_requests(emulator)] == [2]
+    rejected = [json.loads(line) for line in dead_letter.read_text().splitlines()]
+    assert [
+        (m["record"]["amount"], m[REJECTION_KEY]["reason"])
+        for m in rejected
+        if m["type"] == "RECORD"
+    ] == [
+        (amount, "record 'deal-3': Recotap's answer left this deal out: outcome unknown")
+        for amount in (1, 2)
+    ]

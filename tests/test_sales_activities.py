@@ -273,6 +273,7 @@ INVALID = [
         {"direction": "Outbound"},
         "record 'act-1': direction 'Outbound' must be 'inbound' or 'outbound'",
     ),
+    ({"direction": True}, "record 'act-1': direction must be a string, got a boolean"),
     ({"from": "jane@yourcompany.com"}, "record 'act-1': from must be an object, got str"),
     ({"from": {"email": "jane@"}}, "record 'act-1': from.email 'jane@' is not a valid email"),
     ({"durationMinutes": "12 min"}, "record 'act-1': durationMinutes '12 min' is not a number"),
@@ -360,7 +361,7 @@ def test_the_duplicate_failure_s_words_are_in_the_debug_log(emulator, capsys, ca
     assert (
         "Sales activity 'act-1' is in Recotap already: "
         "Activity with externalActivityId 'act-1' already exists"
-    ) in caplog.text
+    ) in caplog.messages
 
 
 def test_another_failure_is_a_rejection_with_recotap_s_words(emulator, tmp_path):

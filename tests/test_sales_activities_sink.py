@@ -127,6 +127,24 @@ def test_a_later_record_with_the_id_of_one_in_flight_waits_for_it_and_its_state_
     assert run.rejects.total == 0
 
 
+def test_later_records_that_waited_for_the_first_are_named_in_the_debug_log(caplog):
+    client = FakeRecotap()
+    run = Run(client)  # type: ignore[arg-type]
+    sink = sink_of(run)
+    client.release.clear()
+    run.read(sink, activity("a", subject="First"))
+    sink.process_batch({})
+    run.read(sink, activity("a", subject="Later"))
+    run.read(sink, activity("a", subject="Last"))
+    client.release.set()
+    with caplog.at_level(logging.DEBUG):
+        run.finish(sink)
+    assert sent_subjects(client) == [["First"]]
+    assert (
+        "Sales activity 'a': 2 later records with its ID skipped, as Recotap holds it"
+    ) in caplog.messages
+
+
 def test_a_later_record_whose_first_has_landed_is_sent_and_skipped_as_existing():
     client = FakeRecotap()
     run = Run(client)  # type: ignore[arg-type]
@@ -174,24 +192,35 @@ def test_each_sink_line_counts_what_it_skipped_and_why(caplog):
         activity("new"),
         activity("held"),
         activity("skip", subject="Skip"),
+        activity("skip-2", subject="Skip"),
         activity("m1", activityType="meeting"),
         activity("m2", activityType="meeting"),
         activity("bad", ownerEmail="jane"),
     ]:
         run.read(sink, record)
-    run.ledger.state({"after": 6})
+    run.ledger.state({"after": 7})
     assert run.states == []
     run.finish(sink)
-    assert run.states == [{"after": 6}]
+    assert run.states == [{"after": 7}]
     caplog.clear()  # the rejection's warning
     with caplog.at_level(logging.INFO):
         sink.log_summary()
     assert [r.getMessage() for r in caplog.records] == [
-        "Summary sales_activities: received 6, sent 3, created 1, skipped as existing 1, "
-        "skipped by type 3 ('call' 1, 'meeting' 2), rejected 1, merged duplicates 0, "
+        "Summary sales_activities: received 7, sent 4, created 1, skipped as existing 1, "
+        "skipped by type 4 ('call' 2, 'meeting' 2), rejected 1, merged duplicates 0, "
         "requests 2, retries 0, request-seconds 0.2",
         "Skipped activityType 'meeting' in sales_activities (2 records), not sent: Recotap "
         "loads only 'call' and 'email' activities",
-        "Recotap skipped activityType 'call' in sales_activities (1 record sent), as a type it "
+        "Recotap skipped activityType 'call' in sales_activities (2 records sent), as a type it "
         "does not load; the debug log has its words",
     ]
+
+
+def test_recotap_s_words_for_an_activity_it_skipped_are_in_the_debug_log(caplog):
+    client = FakeRecotap()
+    run = Run(client)  # type: ignore[arg-type]
+    sink = sink_of(run)
+    run.read(sink, activity("skip", subject="Skip"))
+    with caplog.at_level(logging.DEBUG):
+        run.finish(sink)
+    assert "Recotap skipped sales activity 'skip': status 'skipped'" in caplog.messages
