@@ -3,6 +3,7 @@ segments), sales activities and a log of API requests."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -16,7 +17,7 @@ import msgspec
 from target_recotap.addresses import clean_domain
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
 MEMORY = ":memory:"
 # What reset empties, besides the request log.
@@ -122,6 +123,21 @@ class EmulatorStore:
         """Close the connection; the store is unusable afterwards."""
         with self._lock:
             self._conn.close()
+
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Within the block, every read sees the store at one moment: this store's writers wait
+        (its lock is held), and a read transaction keeps out another process writing the file
+        (`show` while `serve --db` runs). Read only, inside it."""
+        with self._lock:
+            if self._conn.in_transaction:  # a snapshot within a snapshot: the outer one holds
+                yield
+                return
+            self._conn.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self._conn.rollback()  # nothing was written: ends the read transaction
 
     def reset(self) -> None:
         """Delete every deal, pipeline, account, custom field, segment, activity and logged
