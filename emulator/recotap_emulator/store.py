@@ -218,8 +218,9 @@ class EmulatorStore:
     # Deals
 
     def upsert_deals(self, deals: Iterable[dict[str, Any]], seq: int) -> None:
-        """Write deals in order: fields present overwrite (null included), absent fields stay."""
-        deals = list(deals)
+        """Write deals in order: fields present overwrite (null included), absent fields stay;
+        ``associatedAccounts: null`` is taken as absent."""
+        deals = [_accounts_null_left_out(deal) for deal in deals]
         with self._lock, self._conn:
             ids = list({deal["externalDealId"] for deal in deals})
             held = dict(
@@ -527,6 +528,15 @@ class EmulatorStore:
                 "SELECT segment_id, data FROM segments ORDER BY rowid"
             ).fetchall()
         return {segment_id: msgspec.json.decode(data) for segment_id, data in rows}
+
+
+def _accounts_null_left_out(deal: dict[str, Any]) -> dict[str, Any]:
+    """The deal without ``associatedAccounts`` if it is null. The reference does not say what
+    Recotap makes of a null list of accounts (its DTO lets null through as it lets absence);
+    taken as absent, the accounts and links held stay, as when the field is left out."""
+    if "associatedAccounts" in deal and deal["associatedAccounts"] is None:
+        return {name: value for name, value in deal.items() if name != "associatedAccounts"}
+    return deal
 
 
 # Per-item failures of POST /accounts, in the words a client saw from the sandbox.
