@@ -547,6 +547,20 @@ def test_a_body_without_a_usable_length_is_refused(emulator, header, status):
     assert b"Connection: close" in answer
 
 
+def test_a_request_line_over_64_kib_is_answered_414(emulator, capfd):
+    # Exactly one byte over what the server reads of a line: none is left unread, so closing
+    # the connection cannot reset it before the answer is read.
+    line = b"GET /" + b"a" * (65537 - len(b"GET /"))
+    with socket.create_connection(("127.0.0.1", emulator.port), timeout=TIMEOUT) as sock:
+        sock.sendall(line)
+        answer = sock.makefile("rb").read()  # the server closes after such an answer
+
+    assert answer.startswith(b"HTTP/1.1 414 ")
+    assert b"Connection: close" in answer
+    assert "Traceback" not in capfd.readouterr().err
+    assert api(emulator, "GET", "/deal-stages").status_code == 200  # and serves on
+
+
 def test_a_cut_response_announces_its_length_and_stops_halfway(emulator):
     emulator.faults.script.append("cut")
     connection = http.client.HTTPConnection("127.0.0.1", emulator.port, timeout=TIMEOUT)
