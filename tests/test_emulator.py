@@ -721,6 +721,71 @@ def test_admin_views_stats_and_reset(emulator):
     assert emulator.store.requests() == []
 
 
+# A page on another site may send a form or a "simple" fetch to the emulator's port: the
+# browser names that site in Origin. Each route that changes what the emulator holds or does.
+CHANGING_ADMIN_ROUTES = [
+    ("POST", "reset", None),
+    ("PUT", "faults", {"error_rate": 1}),
+    ("POST", "segments", {"segmentId": "seg-x"}),
+    ("POST", "custom-fields", {"label": "X", "labelType": "number"}),
+]
+
+
+def held(emulator) -> tuple:
+    store = emulator.store
+    return store.deals(), store.segments(), store.custom_fields(), emulator.faults.to_dict()
+
+
+@pytest.mark.parametrize(("method", "route", "body"), CHANGING_ADMIN_ROUTES)
+@pytest.mark.parametrize(
+    "origin",
+    ["https://evil.example", "null", "http://127.0.0.1:1", "http://localhost:{port}"],
+)
+def test_an_admin_change_sent_from_another_site_is_refused(emulator, method, route, body, origin):
+    post_deals(emulator, [deal("a")])
+    before = held(emulator)
+
+    answer = requests.request(
+        method,
+        f"{emulator.admin_url}/{route}",
+        json=body,
+        headers={"Origin": origin.format(port=emulator.port)},  # the Host is 127.0.0.1:port
+        timeout=TIMEOUT,
+    )
+
+    assert answer.status_code == 403
+    assert "another origin" in answer.json()["error"]
+    assert held(emulator) == before
+
+
+def test_an_admin_change_from_a_rebound_name_is_refused(emulator):
+    # DNS rebinding: the attacker's name resolves to 127.0.0.1, so Origin and Host agree.
+    post_deals(emulator, [deal("a")])
+    site = f"evil.example:{emulator.port}"
+
+    answer = requests.post(
+        f"{emulator.admin_url}/reset",
+        headers={"Origin": f"http://{site}", "Host": site},
+        timeout=TIMEOUT,
+    )
+
+    assert answer.status_code == 403
+    assert list(emulator.store.deals()) == ["a"]
+
+
+@pytest.mark.parametrize("same_origin", [False, True])
+def test_an_admin_change_without_an_origin_or_from_the_emulator_s_own_is_made(
+    emulator, same_origin
+):
+    post_deals(emulator, [deal("a")])
+    headers = {"Origin": emulator.root_url} if same_origin else {}
+
+    answer = requests.post(f"{emulator.admin_url}/reset", headers=headers, timeout=TIMEOUT)
+
+    assert answer.status_code == 200
+    assert emulator.store.deals() == {}
+
+
 # Python API details
 
 
