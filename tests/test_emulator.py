@@ -547,6 +547,20 @@ def test_a_body_without_a_usable_length_is_refused(emulator, header, status):
     assert b"Connection: close" in answer
 
 
+def test_a_request_line_over_64_kib_is_answered_414(emulator, capfd):
+    # Exactly one byte over what the server reads of a line: none is left unread, so closing
+    # the connection cannot reset it before the answer is read.
+    line = b"GET /" + b"a" * (65537 - len(b"GET /"))
+    with socket.create_connection(("127.0.0.1", emulator.port), timeout=TIMEOUT) as sock:
+        sock.sendall(line)
+        answer = sock.makefile("rb").read()  # the server closes after such an answer
+
+    assert answer.startswith(b"HTTP/1.1 414 ")
+    assert b"Connection: close" in answer
+    assert "Traceback" not in capfd.readouterr().err
+    assert api(emulator, "GET", "/deal-stages").status_code == 200  # and serves on
+
+
 def test_a_cut_response_announces_its_length_and_stops_halfway(emulator):
     emulator.faults.script.append("cut")
     connection = http.client.HTTPConnection("127.0.0.1", emulator.port, timeout=TIMEOUT)
@@ -705,6 +719,71 @@ def test_admin_views_stats_and_reset(emulator):
     assert emulator.store.deals() == {}
     assert emulator.store.pipelines() == {}
     assert emulator.store.requests() == []
+
+
+# A page on another site may send a form or a "simple" fetch to the emulator's port: the
+# browser names that site in Origin. Each route that changes what the emulator holds or does.
+CHANGING_ADMIN_ROUTES = [
+    ("POST", "reset", None),
+    ("PUT", "faults", {"error_rate": 1}),
+    ("POST", "segments", {"segmentId": "seg-x"}),
+    ("POST", "custom-fields", {"label": "X", "labelType": "number"}),
+]
+
+
+def held(emulator) -> tuple:
+    store = emulator.store
+    return store.deals(), store.segments(), store.custom_fields(), emulator.faults.to_dict()
+
+
+@pytest.mark.parametrize(("method", "route", "body"), CHANGING_ADMIN_ROUTES)
+@pytest.mark.parametrize(
+    "origin",
+    ["https://evil.example", "null", "http://127.0.0.1:1", "http://localhost:{port}"],
+)
+def test_an_admin_change_sent_from_another_site_is_refused(emulator, method, route, body, origin):
+    post_deals(emulator, [deal("a")])
+    before = held(emulator)
+
+    answer = requests.request(
+        method,
+        f"{emulator.admin_url}/{route}",
+        json=body,
+        headers={"Origin": origin.format(port=emulator.port)},  # the Host is 127.0.0.1:port
+        timeout=TIMEOUT,
+    )
+
+    assert answer.status_code == 403
+    assert "another origin" in answer.json()["error"]
+    assert held(emulator) == before
+
+
+def test_an_admin_change_from_a_rebound_name_is_refused(emulator):
+    # DNS rebinding: the attacker's name resolves to 127.0.0.1, so Origin and Host agree.
+    post_deals(emulator, [deal("a")])
+    site = f"evil.example:{emulator.port}"
+
+    answer = requests.post(
+        f"{emulator.admin_url}/reset",
+        headers={"Origin": f"http://{site}", "Host": site},
+        timeout=TIMEOUT,
+    )
+
+    assert answer.status_code == 403
+    assert list(emulator.store.deals()) == ["a"]
+
+
+@pytest.mark.parametrize("same_origin", [False, True])
+def test_an_admin_change_without_an_origin_or_from_the_emulator_s_own_is_made(
+    emulator, same_origin
+):
+    post_deals(emulator, [deal("a")])
+    headers = {"Origin": emulator.root_url} if same_origin else {}
+
+    answer = requests.post(f"{emulator.admin_url}/reset", headers=headers, timeout=TIMEOUT)
+
+    assert answer.status_code == 200
+    assert emulator.store.deals() == {}
 
 
 # Python API details

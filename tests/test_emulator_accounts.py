@@ -303,6 +303,25 @@ def test_a_deal_written_notes_whether_each_account_it_names_existed_then(emulato
     assert emulator.store.deal_links()["d-1"] == {"acme.com": True, "globex.com": True}
 
 
+def test_associated_accounts_null_is_taken_as_left_out(emulator):
+    # The field is optional: its DTO lets null through as it lets absence through.
+    results(post_accounts(emulator, [{"domain": "acme.com", "name": "Acme"}]))
+    named = {"externalDealId": "d-1", "name": "D", "associatedAccounts": [{"domain": "acme.com"}]}
+    assert api(emulator, "POST", "/deals", json={"deals": [named]}).ok
+
+    again = {**named, "name": "E", "associatedAccounts": None}
+    new = {"externalDealId": "d-2", "name": "D", "associatedAccounts": None}
+    response = api(emulator, "POST", "/deals", json={"deals": [again, new]})
+
+    assert response.status_code == 200, response.text
+    assert response.json()["data"]["summary"] == {"total": 2, "upserted": 2, "failed": 0}
+    assert emulator.store.deals() == {
+        "d-1": {**named, "name": "E"},  # its accounts kept
+        "d-2": {"externalDealId": "d-2", "name": "D"},
+    }
+    assert emulator.store.deal_links() == {"d-1": {"acme.com": True}}
+
+
 def test_reset_forgets_accounts_fields_and_segments(emulator):
     admin(emulator, "POST", "segments", json={"segmentId": "seg-1"})
     api(emulator, "POST", "/accounts/custom-field", json={"label": "T", "labelType": "number"})

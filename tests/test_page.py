@@ -10,6 +10,7 @@ import re
 import select
 import subprocess
 import sys
+import threading
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -22,6 +23,7 @@ from recotap_emulator.page import REFRESH_SECONDS, RUNNING_WITHIN, Search, rende
 
 TIMEOUT = 5
 SECRET_KEY = "sk-page-3f9c1a77e2"
+BATCHES_WRITTEN = 60
 HTML_NAME = "<script>alert('x')</script> & <b>\"bold\"</b>"
 
 
@@ -83,10 +85,15 @@ def page(server, **query: str) -> requests.Response:
     return response
 
 
-def rows(body: str, section: str) -> list[str]:
+def section(body: str, anchor: str) -> str:
+    """The HTML of one section of the page."""
+    return body.split(f'<section id="{anchor}">', 1)[1].split("</section>", 1)[0]
+
+
+def rows(body: str, anchor: str) -> list[str]:
     """The data-id of each row of a section's table, in order."""
-    part = body.split(f'<section id="{section}">', 1)[1].split("</section>", 1)[0]
-    return [html.unescape(found) for found in re.findall(r'<tr data-id="([^"]*)"', part)]
+    found = re.findall(r'<tr data-id="([^"]*)"', section(body, anchor))
+    return [html.unescape(record_id) for record_id in found]
 
 
 def row(body: str, record_id: str) -> str:
@@ -278,6 +285,74 @@ def test_the_store_tells_unlinked_deals_and_what_hangs_on_each_account():
         assert store.unlinked_deal_ids() == []
     finally:
         store.close()
+
+
+def test_every_count_on_a_page_agrees_while_a_run_writes():
+    # A render reads the store many times; a writer between two of those reads made one page
+    # say "18,100 of 18,000 deals".
+    store = EmulatorStore(":memory:")
+
+    def write(batch: int) -> None:
+        seq = store.begin_request("POST /deals", 100)
+        unlinked = [{"domain": f"nowhere-{batch}.example"}]
+        deals = [
+            {"externalDealId": f"d-{batch}-{n}", "name": "x", "associatedAccounts": unlinked}
+            for n in range(100)
+        ]
+        store.upsert_deals(deals, seq)
+        store.finish_request(seq, 200)
+
+    write(0)  # every page has deals to count
+    writer = threading.Thread(target=lambda: [write(batch) for batch in range(1, BATCHES_WRITTEN)])
+    writer.start()
+    pages = []
+    try:
+        while writer.is_alive():
+            pages.append(render_page(store, Search(), PAGE_FIELDS))
+    finally:
+        writer.join()
+        store.close()
+
+    assert len(pages) > 5, "too few pages rendered while the writer ran to tell"
+    for body in pages:
+        deals = _number_in(body, r'<span id="total-deals">([\d,]+)</span>')
+        assert _number_in(section(body, "deals"), r'<small class="count">\(([\d,]+)\)') == deals
+        unlinked = re.search(r'id="unlinked-summary">.*?([\d,]+) of ([\d,]+) deals', body)
+        assert unlinked, "no count of unlinked deals"
+        assert unlinked.group(1) == unlinked.group(2) == f"{deals:,}"  # every deal is unlinked
+        requests_made = _number_in(body, r'<span id="total-requests">([\d,]+)</span>')
+        assert _number_in(section(body, "requests"), r"<p>([\d,]+) API requests:") == requests_made
+        assert rows(body, "requests")[0] == str(requests_made)  # the latest one
+        # A request is logged before its deals are written: the page may fall between the two.
+        assert deals in (100 * (requests_made - 1), 100 * requests_made)
+
+
+def test_a_snapshot_of_a_file_holds_while_another_connection_writes_it(tmp_path):
+    # `show` reads the file that `serve --db` may be writing.
+    path = tmp_path / "emulator.sqlite"
+    writer = EmulatorStore(path)
+    reader = EmulatorStore(path, read_only=True)
+    try:
+        writer.upsert_deals([{"externalDealId": "d-1", "name": "x"}], seq=1)
+        with reader.snapshot():
+            before = reader.deals()
+            written = threading.Thread(
+                target=writer.upsert_deals, args=([{"externalDealId": "d-2", "name": "x"}], 2)
+            )
+            written.start()
+            written.join(0.3)  # long enough for the write to land, were nothing holding it
+            assert reader.deals() == before
+        written.join()
+        assert list(reader.deals()) == ["d-1", "d-2"]
+    finally:
+        reader.close()
+        writer.close()
+
+
+def _number_in(text: str, pattern: str) -> int:
+    found = re.search(pattern, text)
+    assert found, pattern
+    return int(found.group(1).replace(",", ""))
 
 
 @pytest.mark.skipif(sys.platform == "win32", reason="uses select() on a pipe")

@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Any
+from urllib.parse import urlsplit
 
 import msgspec
 from werkzeug.exceptions import MethodNotAllowed, NotFound
@@ -29,7 +30,7 @@ from recotap_emulator.faults import (
 )
 from recotap_emulator.page import FieldOrder, page_response
 from recotap_emulator.store import EmulatorStore, utc_timestamp
-from target_recotap.addresses import is_email
+from target_recotap.addresses import is_email, is_loopback
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -629,6 +630,8 @@ class EmulatorApp:
             return self._unknown_route(request)
         endpoint = str(rule.endpoint)
         if endpoint in self._admin:
+            if request.method not in ("GET", "HEAD") and _from_another_origin(request):
+                return json_response({"error": CROSS_ORIGIN_REFUSED}, 403)
             return self._admin[endpoint](request)
         label = f"{request.method} {rule.rule.removeprefix(BASE_PATH)}"
         return self._api_call(request, endpoint, label)
@@ -952,6 +955,28 @@ def segment(changes: Mapping[str, Any]) -> dict[str, Any]:
         "type": kind,
         "status": status,
     }
+
+
+CROSS_ORIGIN_REFUSED = (
+    "refused: sent from a page of another origin (its Origin header), which may not change"
+    " what the emulator holds or does"
+)
+
+
+def _from_another_origin(request: Request) -> bool:
+    """Whether a browser sent the request from a page that is not the emulator's own.
+
+    The admin routes need no key, and a page on any site open in the user's browser may post a
+    form or a simple fetch to the emulator's port; the browser then names that site in Origin
+    ("null" for a file or a sandboxed frame). Scripts and tests send none. The host must be a
+    loopback name too: a name of another site that resolves here (DNS rebinding) would
+    otherwise match the Host header its requests carry.
+    """
+    origin = request.headers.get("Origin")
+    if origin is None:
+        return False
+    own = f"{request.scheme}://{request.host}"
+    return origin != own or not is_loopback(urlsplit(origin).hostname or "")
 
 
 def _json_object(request: Request) -> dict[str, Any]:

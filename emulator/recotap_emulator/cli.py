@@ -262,9 +262,10 @@ def show(args: argparse.Namespace) -> int:
             "accounts": store.accounts,
             "activities": store.activities,
         }
-        records = list(stored[args.what]().values())
-        links = store.deal_links() if args.what == "deals" else {}
-        unlinked = store.unlinked_deal_ids() if args.what == "deals" else []
+        with store.snapshot():  # a run may be writing the file: its deals and links agree
+            records = list(stored[args.what]().values())
+            links = store.deal_links() if args.what == "deals" else {}
+            unlinked = store.unlinked_deal_ids() if args.what == "deals" else []
     finally:
         store.close()
     if args.json:

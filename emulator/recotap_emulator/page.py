@@ -121,8 +121,15 @@ def render_page(
     store: EmulatorStore, search: Search, fields: FieldOrder, now: datetime | None = None
 ) -> str:
     """The whole page as HTML; ``now`` (UTC) tells whether a run goes on."""
+    # Each section reads the store again: from one snapshot, so that a run writing meanwhile
+    # cannot make one count disagree with another.
+    with store.snapshot():
+        return _page(store, search, fields, now or datetime.now(timezone.utc))
+
+
+def _page(store: EmulatorStore, search: Search, fields: FieldOrder, now: datetime) -> str:
     requests = store.requests()
-    running = _running(requests, now or datetime.now(timezone.utc))
+    running = _running(requests, now)
     deals = store.deal_records()
     unlinked = store.unlinked_deal_ids()
     stats = store.stats()

@@ -104,6 +104,9 @@ class _RequestHandler(WSGIRequestHandler):
             self.close_connection = True
             return
         if len(self.raw_requestline) > 65536:
+            # What send_error reads, set as BaseHTTPRequestHandler.handle_one_request sets it
+            # before its own 414: no line was parsed.
+            self.requestline = self.request_version = self.command = ""
             self.send_error(HTTPStatus.REQUEST_URI_TOO_LONG)
             return
         if not self.parse_request():  # it has answered the error

@@ -3,6 +3,7 @@ segments), sales activities and a log of API requests."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sqlite3
 import threading
@@ -16,7 +17,7 @@ import msgspec
 from target_recotap.addresses import clean_domain
 
 if TYPE_CHECKING:
-    from collections.abc import Iterable
+    from collections.abc import Iterable, Iterator
 
 MEMORY = ":memory:"
 # What reset empties, besides the request log.
@@ -123,6 +124,21 @@ class EmulatorStore:
         with self._lock:
             self._conn.close()
 
+    @contextlib.contextmanager
+    def snapshot(self) -> Iterator[None]:
+        """Within the block, every read sees the store at one moment: this store's writers wait
+        (its lock is held), and a read transaction keeps out another process writing the file
+        (`show` while `serve --db` runs). Read only, inside it."""
+        with self._lock:
+            if self._conn.in_transaction:  # a snapshot within a snapshot: the outer one holds
+                yield
+                return
+            self._conn.execute("BEGIN")
+            try:
+                yield
+            finally:
+                self._conn.rollback()  # nothing was written: ends the read transaction
+
     def reset(self) -> None:
         """Delete every deal, pipeline, account, custom field, segment, activity and logged
         request; request numbering restarts at 1."""
@@ -202,8 +218,9 @@ class EmulatorStore:
     # Deals
 
     def upsert_deals(self, deals: Iterable[dict[str, Any]], seq: int) -> None:
-        """Write deals in order: fields present overwrite (null included), absent fields stay."""
-        deals = list(deals)
+        """Write deals in order: fields present overwrite (null included), absent fields stay;
+        ``associatedAccounts: null`` is taken as absent."""
+        deals = [_accounts_null_left_out(deal) for deal in deals]
         with self._lock, self._conn:
             ids = list({deal["externalDealId"] for deal in deals})
             held = dict(
@@ -511,6 +528,15 @@ class EmulatorStore:
                 "SELECT segment_id, data FROM segments ORDER BY rowid"
             ).fetchall()
         return {segment_id: msgspec.json.decode(data) for segment_id, data in rows}
+
+
+def _accounts_null_left_out(deal: dict[str, Any]) -> dict[str, Any]:
+    """The deal without ``associatedAccounts`` if it is null. The reference does not say what
+    Recotap makes of a null list of accounts (its DTO lets null through as it lets absence);
+    taken as absent, the accounts and links held stay, as when the field is left out."""
+    if "associatedAccounts" in deal and deal["associatedAccounts"] is None:
+        return {name: value for name, value in deal.items() if name != "associatedAccounts"}
+    return deal
 
 
 # Per-item failures of POST /accounts, in the words a client saw from the sandbox.
