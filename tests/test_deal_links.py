@@ -21,12 +21,12 @@ from support import (
 )
 from test_account_sinks import FakeAccountsApi, accounts_run
 from test_accounts import accounts_messages
-from test_sinks import DEAL_SCHEMA
+from test_sinks import DEAL_SCHEMA, Run
 
 from target_recotap.client import Reply
 from target_recotap.endpoints import DEALS, Endpoint
 from target_recotap.errors import RequestRejected
-from target_recotap.sinks import DealsSink
+from target_recotap.sinks import AccountsSink, DealsSink
 
 
 def company(n: int) -> dict[str, Any]:
@@ -138,11 +138,7 @@ def test_a_deal_waits_for_the_later_version_of_its_account_held_behind_one_in_fl
     run.read(accounts, {"domain": "https://www.acme.com", "name": "v2"})
     threading.Timer(0.2, release_first.set).start()  # v1 lands while the deal is being read
     run.read(deals, deal(1, associatedAccounts=[{"domain": "acme.com"}]))
-    run.input.finished = run.input.complete = True
-    deals.process_batch({})
-    accounts.process_batch({})
-    run.dispatcher.wait_all()
-    run.dispatcher.close()
+    finish_both(run, deals, accounts)
 
     assert order == ["v1", "v2", "deal"]
     assert not accounts.buffered_before("acme.com", 10**9)
@@ -179,6 +175,28 @@ class Recording(FakeAccountsApi):
         return reply
 
 
+def account_in_flight(name: str) -> tuple[Recording, Run, AccountsSink, DealsSink]:
+    """A run whose first account write (acme.com, ``name``) is in flight, held there until
+    ``api.release`` is set, with a deals sink beside its accounts sink."""
+    api = Recording()
+    api.release.clear()
+    run, accounts = accounts_run(api)
+    deals = run.sink(DealsSink, "deals", DEAL_SCHEMA, ["externalDealId"])
+    run.read(accounts, {"domain": "acme.com", "name": name})
+    accounts.process_batch({})
+    assert api.in_flight.wait(timeout=10)
+    return api, run, accounts, deals
+
+
+def finish_both(run: Run, deals: DealsSink, accounts: AccountsSink) -> None:
+    """The end of the input: both sinks drained, deals first, and every request answered."""
+    run.input.finished = run.input.complete = True
+    deals.process_batch({})
+    accounts.process_batch({})
+    run.dispatcher.wait_all()
+    run.dispatcher.close()
+
+
 def test_a_refused_merged_deal_sent_version_by_version_still_waits_for_each_version_s_accounts():
     # Version 1 names a.com, version 2 b.com and is refused: the merge is sent apart, and
     # version 1 must still come after the a.com account read before it.
@@ -188,24 +206,14 @@ def test_a_refused_merged_deal_sent_version_by_version_still_waits_for_each_vers
     run.read(accounts, {"domain": "a.com", "name": "A"})
     run.read(deals, deal(1, name="Good", associatedAccounts=[{"domain": "a.com"}]))
     run.read(deals, deal(1, name="Bad", associatedAccounts=[{"domain": "b.com"}]))
-    run.input.finished = run.input.complete = True
-    deals.process_batch({})
-    accounts.process_batch({})
-    run.dispatcher.wait_all()
-    run.dispatcher.close()
+    finish_both(run, deals, accounts)
 
     assert api.order == ["account:A", "deal:Good"]
     assert run.rejects.total == 1  # the refused version
 
 
 def test_a_deal_held_for_an_account_behind_one_in_flight_is_waited_for_not_spun_on():
-    api = Recording()
-    api.release.clear()
-    run, accounts = accounts_run(api)
-    deals = run.sink(DealsSink, "deals", DEAL_SCHEMA, ["externalDealId"])
-    run.read(accounts, {"domain": "acme.com", "name": "v1"})
-    accounts.process_batch({})
-    assert api.in_flight.wait(timeout=10)
+    api, run, accounts, deals = account_in_flight("v1")
     run.read(accounts, {"domain": "acme.com", "name": "v2"})  # held behind v1
     run.read(deals, deal(1, name="D", associatedAccounts=[{"domain": "acme.com"}]))
     looks = []
@@ -244,22 +252,12 @@ def test_accounts_sent_for_a_deal_fill_one_request_and_the_rest_wait_for_their_b
     still = [n for n in range(130) if accounts.buffered_before(f"c{n}.example", 10**9)]
     assert len(still) == 30
     assert not accounts.is_full
-    run.input.finished = run.input.complete = True
-    deals.process_batch({})
-    accounts.process_batch({})
-    run.dispatcher.wait_all()
-    run.dispatcher.close()
+    finish_both(run, deals, accounts)
     assert api.order.index("deal:D") > api.order.index("account:C129")
 
 
 def test_a_deal_whose_account_is_in_flight_goes_with_its_batch_and_waits_for_it_there():
-    api = Recording()
-    api.release.clear()
-    run, accounts = accounts_run(api)
-    deals = run.sink(DealsSink, "deals", DEAL_SCHEMA, ["externalDealId"])
-    run.read(accounts, {"domain": "acme.com", "name": "A"})
-    accounts.process_batch({})
-    assert api.in_flight.wait(timeout=10)
+    api, run, _, deals = account_in_flight("A")
     run.read(deals, deal(1, name="D", associatedAccounts=[{"domain": "acme.com"}]))
     deals.process_batch({})  # a drain while reading: the deal leaves the buffer at once
     assert not deals.buffered_before("deal-1", 10**9)
@@ -275,13 +273,7 @@ def test_a_deal_whose_account_is_in_flight_goes_with_its_batch_and_waits_for_it_
 def test_a_drain_while_reading_leaves_an_account_behind_one_in_flight_and_returns():
     # acme.com v2 waits behind v1 in flight; a deal naming it is read, and the deals sink
     # drains while reading goes on: v2 stays in the buffer, and the drain does not wait.
-    api = Recording()
-    api.release.clear()
-    run, accounts = accounts_run(api)
-    deals = run.sink(DealsSink, "deals", DEAL_SCHEMA, ["externalDealId"])
-    run.read(accounts, {"domain": "acme.com", "name": "v1"})
-    accounts.process_batch({})
-    assert api.in_flight.wait(timeout=10)
+    api, run, accounts, deals = account_in_flight("v1")
     run.read(accounts, {"domain": "acme.com", "name": "v2"})
     run.read(deals, deal(1, name="D", associatedAccounts=[{"domain": "acme.com"}]))
     draining = threading.Thread(target=deals.process_batch, args=({},))
@@ -290,10 +282,6 @@ def test_a_drain_while_reading_leaves_an_account_behind_one_in_flight_and_return
     assert not draining.is_alive()  # reading goes on while v1 is in flight
     assert accounts.buffered_before("acme.com", 10**9)
     api.release.set()
-    run.input.finished = run.input.complete = True
-    deals.process_batch({})
-    accounts.process_batch({})
-    run.dispatcher.wait_all()
-    run.dispatcher.close()
+    finish_both(run, deals, accounts)
 
     assert api.order == ["account:v1", "account:v2", "deal:D"]
