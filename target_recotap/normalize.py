@@ -281,12 +281,18 @@ def deal_body(record: Mapping[str, Any]) -> dict[str, Any]:
             raise InvalidRecord(f"{name} is missing or empty")
     # Flat account fields (what a stream map can build: a map cannot make a list of objects)
     # become one more associated account.
-    account = {name: body.pop(flat) for flat, name in FLAT_ACCOUNT_FIELDS.items() if flat in body}
+    account = pop_flat(body, FLAT_ACCOUNT_FIELDS)
     if account:
         body.setdefault("associatedAccounts", []).append(account)
     if body.get("associatedAccounts") == []:
         del body["associatedAccounts"]
     return body
+
+
+def pop_flat(body: dict[str, Any], fields: dict[str, str]) -> dict[str, Any]:
+    """The flat fields of ``body`` (``fields``: flat name -> the entry's own), taken out of it
+    as one entry of a list a stream map cannot build."""
+    return {name: body.pop(flat) for flat, name in fields.items() if flat in body}
 
 
 def associated_accounts(value: Any, field_name: str = "associatedAccounts") -> list[dict[str, str]]:
@@ -502,7 +508,7 @@ def activity_body(record: Mapping[str, Any]) -> dict[str, Any]:
     body = convert_fields(record, CALL_FIELDS if activity_type == "call" else EMAIL_FIELDS)
     # Flat contact fields (what a stream map can build: a map cannot make a list of objects)
     # become one more contact, held to the same rule as the others: it needs an email.
-    contact = {name: body.pop(flat) for flat, name in FLAT_CONTACT_FIELDS.items() if flat in body}
+    contact = pop_flat(body, FLAT_CONTACT_FIELDS)
     if contact:
         if "email" not in contact:
             raise InvalidRecord(f"{FLAT_CONTACT_EMAIL} is missing or empty")
